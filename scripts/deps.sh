@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Build dependencies osprey needs beyond the Rust toolchain, on Debian/Ubuntu.
+# RocksDB's Rust bindings are generated with bindgen, which needs libclang.
+set -euo pipefail
+
+need=()
+dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+command -v clang >/dev/null 2>&1 || need+=(clang)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+[ "${#need[@]}" -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+echo "deps.sh: installing ${need[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null

@@ -1,0 +1,230 @@
+//! What the binary does: load the job, start the metrics endpoint, run, report.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::cli::{CheckpointCommand, Cli, Command, RunArgs};
+use crate::config::JobConfig;
+use crate::metrics::Health;
+use crate::state::checkpoint::{self, Manifest};
+use crate::topology::{self, RunOptions};
+use crate::{Error, ErrorKind};
+
+/// The built-in demo job, run by `osprey run` without a job file.
+pub const QUICKSTART_JOB: &str = include_str!("../examples/quickstart.toml");
+
+/// Exit code for invalid input (config, arguments, unusable checkpoints).
+pub const EXIT_INVALID: u8 = 2;
+
+/// Runs a parsed command line.
+pub async fn main(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Run(args) => run_command(args).await,
+        Command::Validate { job } => return validate(&job),
+        Command::Checkpoints { command } => checkpoints(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e.kind() {
+                ErrorKind::User => ExitCode::from(EXIT_INVALID),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+fn validate(job: &Path) -> ExitCode {
+    match JobConfig::load(job) {
+        Ok(cfg) => {
+            println!(
+                "{}: valid ({} source, {} operator(s), {} sink)",
+                job.display(),
+                cfg.source.type_name(),
+                cfg.operators.len(),
+                cfg.sink.type_name()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(Error::Config(errors)) => {
+            eprintln!("{}: {} error(s)", job.display(), errors.len());
+            for e in errors {
+                eprintln!("  {e}");
+            }
+            ExitCode::from(EXIT_INVALID)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+async fn run_command(args: RunArgs) -> crate::Result<()> {
+    let mut cfg = match &args.job {
+        Some(path) => JobConfig::load(path)?,
+        None => {
+            tracing::info!(
+                "No job file given: running the built-in demo job (examples/quickstart.toml)."
+            );
+            JobConfig::from_toml(QUICKSTART_JOB).map_err(Error::Config)?
+        }
+    };
+    if let Some(addr) = args.metrics_address {
+        cfg.metrics.address = addr;
+        cfg.metrics.enabled = true;
+    }
+    if args.no_metrics {
+        cfg.metrics.enabled = false;
+    }
+    let opts = RunOptions {
+        from_checkpoint: args.from_checkpoint,
+        fresh: args.fresh,
+    };
+    run_job(cfg, opts, crate::shutdown::signal())
+        .await
+        .map(|_| ())
+}
+
+/// Runs a job with its metrics endpoint until input ends or `shutdown` resolves.
+pub async fn run_job(
+    cfg: JobConfig,
+    opts: RunOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> crate::Result<topology::RunSummary> {
+    let health = Arc::new(Health::default());
+    let stop_metrics = tokio_util::sync::CancellationToken::new();
+    let mut server = None;
+    if cfg.metrics.enabled {
+        let listener = tokio::net::TcpListener::bind(&cfg.metrics.address)
+            .await
+            .map_err(|e| {
+                Error::io(
+                    "binding the metrics endpoint (set metrics.address or --metrics-address) at",
+                    &cfg.metrics.address,
+                    e,
+                )
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("binding", &cfg.metrics.address, e))?;
+        tracing::info!(%addr, "Serving /metrics, /healthz and /readyz.");
+        server = Some(tokio::spawn(crate::metrics::serve(
+            listener,
+            Arc::clone(&health),
+            stop_metrics.clone(),
+        )));
+    }
+    let started = std::time::Instant::now();
+    let result = topology::run(cfg, opts, shutdown, health).await;
+    stop_metrics.cancel();
+    if let Some(s) = server {
+        let _ = s.await;
+    }
+    if let Ok(summary) = &result {
+        tracing::info!(
+            records = summary.records_in,
+            epoch = summary.final_epoch,
+            seconds = started.elapsed().as_secs_f64(),
+            "Job finished."
+        );
+    }
+    result
+}
+
+fn checkpoint_root(dir: &Path) -> PathBuf {
+    let nested = dir.join("checkpoints");
+    if nested.is_dir() {
+        nested
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+fn checkpoints(command: CheckpointCommand) -> crate::Result<()> {
+    match command {
+        CheckpointCommand::List { dir } => {
+            let root = checkpoint_root(&dir);
+            let found = checkpoint::list(&root)?;
+            if found.is_empty() {
+                println!("no checkpoints in {}", root.display());
+                return Ok(());
+            }
+            println!(
+                "{:<12} {:<10} {:>10} {:>12} {:>12}  SOURCE POSITION",
+                "EPOCH", "STATUS", "AGE", "SIZE", "RECORDS"
+            );
+            let now_ms = (crate::metrics::now_secs() * 1000.0) as i64;
+            for f in found {
+                match f.manifest {
+                    Ok(m) => println!(
+                        "{:<12} {:<10} {:>10} {:>12} {:>12}  {}",
+                        m.epoch,
+                        "complete",
+                        human_age((now_ms - m.created_ms).max(0) as u64 / 1000),
+                        human_bytes(m.state_bytes),
+                        m.records_in,
+                        m.source
+                    ),
+                    Err(e) => println!("{:<12} {:<10} {e}", f.epoch, "unusable"),
+                }
+            }
+            Ok(())
+        }
+        CheckpointCommand::Inspect { path } => {
+            let dir = if checkpoint::epoch_of(&path).is_some() {
+                path
+            } else {
+                let root = checkpoint_root(&path);
+                checkpoint::list(&root)?
+                    .into_iter()
+                    .next_back()
+                    .map(|f| f.path)
+                    .ok_or_else(|| Error::checkpoint(&root, "holds no checkpoints"))?
+            };
+            let m = Manifest::read(&dir)?;
+            println!("checkpoint {}", dir.display());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&m).expect("manifest serialises")
+            );
+            let db = dir.join("db");
+            if db.is_dir() {
+                let opts = rocksdb::Options::default();
+                let cfs = rocksdb::DB::list_cf(&opts, &db)?;
+                let ro = rocksdb::DB::open_cf_for_read_only(&opts, &db, &cfs, false)?;
+                println!("state tables (RocksDB column families):");
+                for name in cfs.iter().filter(|c| *c != "default") {
+                    let keys = ro
+                        .cf_handle(name)
+                        .and_then(|cf| {
+                            ro.property_int_value_cf(cf, "rocksdb.estimate-num-keys")
+                                .ok()
+                                .flatten()
+                        })
+                        .unwrap_or(0);
+                    println!("  {name:<40} ~{keys} keys");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    match b {
+        0..1024 => format!("{b} B"),
+        1024..1_048_576 => format!("{:.1} KiB", b as f64 / 1024.0),
+        _ => format!("{:.1} MiB", b as f64 / 1_048_576.0),
+    }
+}
+
+fn human_age(s: u64) -> String {
+    match s {
+        0..120 => format!("{s}s"),
+        120..7200 => format!("{}m", s / 60),
+        _ => format!("{}h", s / 3600),
+    }
+}

@@ -1,0 +1,368 @@
+//! The job file: a TOML description of one source, a chain of operators and one sink.
+//!
+//! Loading reports every problem at once. Syntax errors carry their line; structural errors
+//! (unknown fields, wrong types) are collected by deserialising, removing the offending field
+//! and trying again; semantic errors come from each component's `validate`.
+
+mod duration;
+mod validate;
+
+pub use duration::{Duration, parse_duration};
+pub use validate::find_line;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::operators::OperatorConfig;
+use crate::sinks::{DeadLetterConfig, SinkConfig};
+use crate::sources::SourceConfig;
+
+/// One configuration problem, naming the field it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted path of the field (`source.path`, `operators[1].m`), empty for the whole file.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+    /// 1-based line in the job file, when known.
+    pub line: Option<usize>,
+}
+
+impl ConfigError {
+    /// A problem with `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            message: message.into(),
+            line: None,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if self.field.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "`{}`: {}", self.field, self.message)
+        }
+    }
+}
+
+/// A validated job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    /// Job name; names the default data directory `.osprey/<name>`.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Where records come from.
+    pub source: SourceConfig,
+    /// How records are read: key, value and time fields.
+    #[serde(default)]
+    pub record: RecordConfig,
+    /// Partitions, key groups, batching.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// The operator chain, applied in order within each partition.
+    #[serde(default)]
+    pub operators: Vec<OperatorConfig>,
+    /// Where results go. Default: stdout.
+    #[serde(default)]
+    pub sink: SinkConfig,
+    /// Where records that cannot be processed go, with the reason.
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
+    /// Keyed state storage.
+    #[serde(default)]
+    pub state: StateConfig,
+    /// Checkpoint timing and retention.
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+    /// Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+fn default_name() -> String {
+    "job".to_string()
+}
+
+/// How a record's key, values and event time are found.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RecordConfig {
+    /// Field holding the partitioning key (string or integer). Absent: every record of a
+    /// source shares one key (the file's stem for files, `stdin`, or the generator's name).
+    pub key: Option<String>,
+    /// Numeric fields handed to operators, in this order.
+    #[serde(default)]
+    pub values: Vec<String>,
+    /// Event-time field: ISO-8601 / RFC 3339 text or epoch milliseconds.
+    pub time: Option<String>,
+}
+
+/// Runtime layout.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Number of key partitions (tasks running the operator chain). Default: the number of cores.
+    pub partitions: Option<usize>,
+    /// Number of key groups the hash space is cut into; fixed for the life of the job's state.
+    pub key_groups: u16,
+    /// Records per batch handed from the source to a partition.
+    pub batch_size: usize,
+    /// Capacity of each partition's input channel, in records (backpressure bound).
+    pub channel_capacity: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            partitions: None,
+            key_groups: 256,
+            batch_size: 1024,
+            channel_capacity: 16_384,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// The effective partition count.
+    pub fn partitions(&self) -> usize {
+        self.partitions
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+}
+
+/// Which state backend keeps keyed state.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// RocksDB on local disk (default).
+    #[default]
+    Rocksdb,
+    /// In memory, snapshotted to a file per checkpoint: small state and tests.
+    Memory,
+}
+
+/// Keyed state storage.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// `rocksdb` or `memory`.
+    #[serde(default)]
+    pub backend: BackendKind,
+    /// Data directory: live state, checkpoints and the default dead-letter folder.
+    /// Default: `.osprey/<job name>` in the working directory.
+    pub dir: Option<PathBuf>,
+}
+
+/// Checkpoint timing and retention.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Time between checkpoints, e.g. `"10s"`, `"500ms"`.
+    pub interval: Duration,
+    /// Number of completed checkpoints kept.
+    pub keep: usize,
+    /// Checkpoint directory. Default: `<state.dir>/checkpoints`.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            interval: Duration::from_secs(10),
+            keep: 3,
+            dir: None,
+        }
+    }
+}
+
+/// The HTTP endpoint for `/metrics`, `/healthz` and `/readyz`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve the endpoint at all.
+    pub enabled: bool,
+    /// Listen address.
+    pub address: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            address: "127.0.0.1:9898".to_string(),
+        }
+    }
+}
+
+impl JobConfig {
+    /// Reads and validates a job file.
+    pub fn load(path: &Path) -> crate::Result<JobConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| crate::Error::io("reading job file", path, e))?;
+        Self::from_toml(&text).map_err(crate::Error::Config)
+    }
+
+    /// Parses and validates a job from TOML text, returning every problem found.
+    pub fn from_toml(text: &str) -> Result<JobConfig, Vec<ConfigError>> {
+        let table: toml::Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                let line = e
+                    .span()
+                    .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+                let message = e.message().trim().to_string();
+                return Err(vec![ConfigError {
+                    field: String::new(),
+                    message,
+                    line,
+                }]);
+            }
+        };
+        let (config, mut errors) = validate::deserialize_all(table, text);
+        if let Some(config) = &config {
+            errors.extend(config.validate());
+        }
+        for e in &mut errors {
+            if e.line.is_none() {
+                e.line = find_line(text, &e.field);
+            }
+        }
+        match config {
+            Some(c) if errors.is_empty() => Ok(c),
+            _ => Err(errors),
+        }
+    }
+
+    /// Semantic checks across the whole job.
+    pub fn validate(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            errors.push(ConfigError::new(
+                "name",
+                "use letters, digits, '-', '_' or '.'",
+            ));
+        }
+        if self.runtime.key_groups == 0 {
+            errors.push(ConfigError::new("runtime.key_groups", "must be at least 1"));
+        }
+        if self.runtime.partitions == Some(0) {
+            errors.push(ConfigError::new("runtime.partitions", "must be at least 1"));
+        }
+        if let Some(p) = self.runtime.partitions
+            && p > usize::from(self.runtime.key_groups)
+        {
+            errors.push(ConfigError::new(
+                "runtime.partitions",
+                format!(
+                    "{p} partitions but only {} key groups",
+                    self.runtime.key_groups
+                ),
+            ));
+        }
+        if self.runtime.batch_size == 0 {
+            errors.push(ConfigError::new("runtime.batch_size", "must be at least 1"));
+        }
+        if self.runtime.channel_capacity < self.runtime.batch_size {
+            errors.push(ConfigError::new(
+                "runtime.channel_capacity",
+                "must hold at least one batch (>= runtime.batch_size)",
+            ));
+        }
+        if self.checkpoint.interval.as_std().is_zero() {
+            errors.push(ConfigError::new(
+                "checkpoint.interval",
+                "must be greater than zero",
+            ));
+        }
+        if self.checkpoint.keep == 0 {
+            errors.push(ConfigError::new(
+                "checkpoint.keep",
+                "must keep at least 1 checkpoint",
+            ));
+        }
+        if self.metrics.enabled
+            && self
+                .metrics
+                .address
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            errors.push(ConfigError::new(
+                "metrics.address",
+                format!(
+                    "`{}` is not an address like 127.0.0.1:9898",
+                    self.metrics.address
+                ),
+            ));
+        }
+        errors.extend(self.source.validate(&self.record));
+        for (i, op) in self.operators.iter().enumerate() {
+            for mut e in op.validate(&self.record) {
+                e.field = format!("operators[{i}].{}", e.field);
+                errors.push(e);
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, op) in self.operators.iter().enumerate() {
+            if !names.insert(op.name()) {
+                errors.push(ConfigError::new(
+                    format!("operators[{i}].name"),
+                    format!(
+                        "operator name `{}` is used twice; give each a distinct `name`",
+                        op.name()
+                    ),
+                ));
+            }
+        }
+        errors.extend(self.sink.validate("sink"));
+        errors.extend(self.dead_letter.validate());
+        errors
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.state
+            .dir
+            .clone()
+            .unwrap_or_else(|| Path::new(".osprey").join(&self.name))
+    }
+
+    /// The checkpoint directory.
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.checkpoint
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir().join("checkpoints"))
+    }
+
+    /// A fingerprint of everything that decides the state layout: a checkpoint taken by a job
+    /// with another fingerprint cannot be restored into this one.
+    pub fn state_fingerprint(&self) -> String {
+        let ops: Vec<String> = self
+            .operators
+            .iter()
+            .map(|o| format!("{}:{}", o.type_name(), o.name()))
+            .collect();
+        format!(
+            "key_groups={};source={};ops=[{}]",
+            self.runtime.key_groups,
+            self.source.type_name(),
+            ops.join(",")
+        )
+    }
+}

@@ -1,0 +1,36 @@
+//! osprey: a stream worker for real-time anomaly detection and ML inference.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML job file, validated with every error reported at once.
+//! - [`sources`] → [`topology`] → [`operators`] → [`sinks`]: the data path. The source task
+//!   parses ([`parse`]) and routes records by key group ([`partition`]); each partition task
+//!   runs the operator chain and writes to its own sink instance.
+//! - [`state`]: keyed state (RocksDB or memory) and the checkpoint files; the coordinator in
+//!   [`topology`] runs the checkpoint protocol.
+//! - [`metrics`]: Prometheus names and the `/metrics` `/healthz` `/readyz` endpoint.
+//! - [`app`] and [`cli`]: what the `osprey` binary does with its arguments.
+//!
+//! See `docs/ARCHITECTURE.md` for the one-page tour.
+
+#![deny(missing_docs)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod metrics;
+pub mod operators;
+pub mod parse;
+pub mod partition;
+pub mod shutdown;
+pub mod sinks;
+pub mod sources;
+pub mod state;
+pub mod topology;
+
+pub use error::{Error, ErrorKind, Retry};
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

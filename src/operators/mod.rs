@@ -1,0 +1,162 @@
+//! Operators: the per-partition processing chain.
+//!
+//! One instance per (operator, partition), driven by that partition's task: never called
+//! concurrently. The operators of a partition are chained in the task, so a record crosses
+//! no channel between operators (Flink's operator chaining).
+
+pub mod stats;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use crate::Result;
+use crate::config::{ConfigError, RecordConfig};
+use crate::event::{Batch, Record};
+use crate::state::{StateBackend, WriteBatch};
+
+/// A checkpoint barrier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Barrier {
+    /// Checkpoint epoch.
+    pub epoch: u64,
+    /// The job stops after this checkpoint.
+    pub then_stop: bool,
+}
+
+/// A record an operator could not process, for the dead-letter sink.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// Stable reason code (`non_finite`, `unknown_key` …).
+    pub reason: &'static str,
+    /// Human-readable detail.
+    pub message: String,
+    /// The record as JSON, or the raw input.
+    pub data: String,
+    /// Where the input came from.
+    pub origin: crate::event::Origin,
+}
+
+/// What an operator sees of its partition: its state backend, its partition index and the
+/// dead-letter buffer.
+pub struct Context {
+    /// Partition index.
+    pub partition: usize,
+    /// Partition name (`p000` …), the metrics label.
+    pub partition_name: String,
+    /// The job's state backend.
+    pub backend: Arc<dyn StateBackend>,
+    /// Writes collected for the barrier being handled (see [`Operator::on_checkpoint`]).
+    pub writes: WriteBatch,
+    /// Dead letters collected while processing the current batch.
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+impl Context {
+    /// Sends a record to the dead-letter sink with a reason.
+    pub fn dead_letter(
+        &mut self,
+        reason: &'static str,
+        message: impl Into<String>,
+        record: &Record,
+    ) {
+        let mut data = String::new();
+        record.write_json(&mut data);
+        self.dead_letters.push(DeadLetter {
+            reason,
+            message: message.into(),
+            data,
+            origin: record.origin.clone(),
+        });
+    }
+}
+
+/// See the module docs.
+#[async_trait]
+pub trait Operator: Send + 'static {
+    /// Stable snake_case name: metrics label and state-table prefix. Never rename.
+    fn name(&self) -> &str;
+
+    /// Timer for window flushes and TTL sweeps. `None`: no `on_tick` calls.
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Called once, after state is restored and before the first batch: open state tables.
+    async fn on_start(&mut self, _cx: &mut Context) -> Result<()> {
+        Ok(())
+    }
+
+    /// Required. Consumes a batch and pushes results to `out`, in order. A bad record is
+    /// counted and dead-lettered through `cx`, never an `Err`; `Err` stops the job.
+    async fn process(&mut self, batch: Batch, cx: &mut Context, out: &mut Batch) -> Result<()>;
+
+    /// Called every `tick_interval`.
+    async fn on_tick(&mut self, _cx: &mut Context, _out: &mut Batch) -> Result<()> {
+        Ok(())
+    }
+
+    /// A barrier: put everything needed to resume into `cx.writes` (keyed state flushes,
+    /// RNG state, in-flight work). Called after every record before the barrier was processed.
+    async fn on_checkpoint(&mut self, _barrier: Barrier, _cx: &mut Context) -> Result<()> {
+        Ok(())
+    }
+
+    /// Graceful stop or end of input: drain in-flight work and flush partial windows.
+    async fn on_close(&mut self, _cx: &mut Context, _out: &mut Batch) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The configured operator (closed set; `type` selects the variant).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OperatorConfig {
+    /// Per-key running count, mean, standard deviation, min and max.
+    Stats(stats::StatsConfig),
+}
+
+impl OperatorConfig {
+    /// The `type` tag.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            OperatorConfig::Stats(_) => "stats",
+        }
+    }
+
+    /// The instance name (its `name` field, or the type).
+    pub fn name(&self) -> &str {
+        match self {
+            OperatorConfig::Stats(c) => c.name.as_deref().unwrap_or("stats"),
+        }
+    }
+
+    /// Semantic checks (field paths relative to this operator).
+    pub fn validate(&self, record: &RecordConfig) -> Vec<ConfigError> {
+        match self {
+            OperatorConfig::Stats(c) => c.validate(record),
+        }
+    }
+
+    /// Builds the instance for one partition.
+    pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Operator>> {
+        Ok(match self {
+            OperatorConfig::Stats(c) => Box::new(stats::Stats::new(c, cx)),
+        })
+    }
+}
+
+/// What `build` gets to know about the job.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    /// Partition index.
+    pub partition: usize,
+    /// Number of value fields each record carries.
+    pub values: usize,
+    /// Names of the value fields.
+    pub value_names: Vec<String>,
+    /// Whether records carry event time.
+    pub has_time: bool,
+}

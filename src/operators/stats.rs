@@ -1,0 +1,219 @@
+//! `type = "stats"`: per-key running count, mean, standard deviation, min and max of the
+//! first value field (Welford's algorithm), kept in keyed state.
+//!
+//! Appends `count`, `mean`, `stddev`, `min`, `max` (optionally under a prefix) to each record.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::{Barrier, BuildContext, Context, Operator};
+use crate::Result;
+use crate::config::{ConfigError, RecordConfig};
+use crate::event::{Batch, Field};
+use crate::state::codec::{DecodeError, Reader, put_f64, put_u64};
+use crate::state::{KeyedState, StateValue};
+
+/// `type = "stats"`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StatsConfig {
+    /// Instance name (metrics label, state-table prefix). Default `stats`.
+    pub name: Option<String>,
+    /// Prefix for the output fields (`"temp_"` gives `temp_count` …). Default none.
+    #[serde(default)]
+    pub prefix: String,
+    /// Index of the value field to summarise. Default 0.
+    #[serde(default)]
+    pub field: usize,
+    /// Forget a key's statistics after this long without records (event time when the job
+    /// has a time field, otherwise processing time is not used and state never expires).
+    pub ttl: Option<crate::config::Duration>,
+}
+
+impl StatsConfig {
+    /// Semantic checks.
+    pub fn validate(&self, record: &RecordConfig) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if self.ttl.is_some() && record.time.is_none() {
+            errors.push(ConfigError::new("ttl", "needs event time: set record.time"));
+        }
+        errors
+    }
+}
+
+/// Running statistics of one key.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RunningStats {
+    /// Number of values.
+    pub count: u64,
+    /// Mean.
+    pub mean: f64,
+    /// Sum of squared deviations (Welford's M2).
+    pub m2: f64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+}
+
+impl RunningStats {
+    /// Adds a value.
+    pub fn push(&mut self, x: f64) {
+        if self.count == 0 {
+            self.min = x;
+            self.max = x;
+        } else {
+            self.min = self.min.min(x);
+            self.max = self.max.max(x);
+        }
+        self.count += 1;
+        let d = x - self.mean;
+        self.mean += d / self.count as f64;
+        self.m2 += d * (x - self.mean);
+    }
+
+    /// Population standard deviation.
+    pub fn stddev(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            (self.m2 / self.count as f64).max(0.0).sqrt()
+        }
+    }
+}
+
+impl StateValue for RunningStats {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(1);
+        put_u64(out, self.count);
+        for v in [self.mean, self.m2, self.min, self.max] {
+            put_f64(out, v);
+        }
+    }
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        match r.u8()? {
+            1 => {
+                let s = RunningStats {
+                    count: r.u64()?,
+                    mean: r.f64()?,
+                    m2: r.f64()?,
+                    min: r.f64()?,
+                    max: r.f64()?,
+                };
+                r.finish()?;
+                Ok(s)
+            }
+            v => Err(DecodeError(format!("unknown stats version {v}"))),
+        }
+    }
+}
+
+/// See the module docs.
+pub struct Stats {
+    name: String,
+    field: usize,
+    ttl: Option<std::time::Duration>,
+    state: Option<KeyedState<RunningStats>>,
+    names: [Arc<str>; 5],
+    records_in: prometheus::IntCounter,
+    records_out: prometheus::IntCounter,
+}
+
+impl Stats {
+    /// Builds the operator for one partition.
+    pub fn new(cfg: &StatsConfig, cx: &BuildContext) -> Self {
+        let name = cfg.name.clone().unwrap_or_else(|| "stats".into());
+        let p = &cfg.prefix;
+        let partition = format!("p{:03}", cx.partition);
+        let m = crate::metrics::get();
+        Stats {
+            records_in: m.operator_in.with_label_values(&[&name, &partition]),
+            records_out: m.operator_out.with_label_values(&[&name, &partition]),
+            name,
+            field: cfg.field,
+            ttl: cfg.ttl.map(|d| d.as_std()),
+            state: None,
+            names: ["count", "mean", "stddev", "min", "max"].map(|n| Arc::from(format!("{p}{n}"))),
+        }
+    }
+}
+
+#[async_trait]
+impl Operator for Stats {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn on_start(&mut self, cx: &mut Context) -> Result<()> {
+        self.state = Some(KeyedState::open(
+            Arc::clone(&cx.backend),
+            &format!("{}.stats", self.name),
+            self.ttl,
+        )?);
+        Ok(())
+    }
+
+    async fn process(&mut self, batch: Batch, cx: &mut Context, out: &mut Batch) -> Result<()> {
+        let state = self.state.as_mut().expect("on_start opened the state");
+        self.records_in.inc_by(batch.len() as u64);
+        for mut r in batch {
+            let Some(&x) = r.values.get(self.field) else {
+                cx.dead_letter(
+                    "missing_field",
+                    format!("record has no value field #{}", self.field),
+                    &r,
+                );
+                continue;
+            };
+            let now = r.time_ms.unwrap_or(0);
+            let s = state.get_or_insert_with(
+                r.key_group,
+                r.key.as_bytes(),
+                now,
+                RunningStats::default,
+            )?;
+            s.push(x);
+            let s = *s;
+            let [count, mean, stddev, min, max] = &self.names;
+            r.push_field(count, Field::U64(s.count));
+            r.push_field(mean, Field::F64(s.mean));
+            r.push_field(stddev, Field::F64(s.stddev()));
+            r.push_field(min, Field::F64(s.min));
+            r.push_field(max, Field::F64(s.max));
+            out.push(r);
+        }
+        self.records_out.inc_by(out.len() as u64);
+        Ok(())
+    }
+
+    async fn on_checkpoint(&mut self, _barrier: Barrier, cx: &mut Context) -> Result<()> {
+        if let Some(state) = &mut self.state {
+            state.flush(&mut cx.writes);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn welford_matches_two_pass(xs in proptest::collection::vec(-1e6f64..1e6, 1..200)) {
+            let mut s = RunningStats::default();
+            xs.iter().for_each(|&x| s.push(x));
+            let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+            let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
+            prop_assert!((s.mean - mean).abs() <= 1e-6 * (1.0 + mean.abs()));
+            prop_assert!((s.stddev() - var.sqrt()).abs() <= 1e-6 * (1.0 + var.sqrt()));
+            let back = RunningStats::decode(&{ let mut b = vec![]; s.encode(&mut b); b }).unwrap();
+            prop_assert_eq!(back, s);
+        }
+    }
+}

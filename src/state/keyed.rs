@@ -1,0 +1,283 @@
+//! The keyed view operators use: values cached in memory, written back once per checkpoint.
+//!
+//! Reads go to the cache, then to the backend. Writes only mark the cached entry dirty; at a
+//! barrier, [`KeyedState::flush`] turns every dirty entry into one write batch. Between two
+//! barriers nothing reaches the backend, so a checkpoint snapshot always holds exactly the
+//! state as of its barrier, never half an epoch. Clean entries are evicted when the cache is
+//! over capacity; dirty ones stay until the next flush.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use super::codec::{DecodeError, Reader, StateValue, put_bytes};
+use super::{StateBackend, TableId, WriteBatch, state_key};
+use crate::Result;
+
+struct Slot<V> {
+    /// `None`: deleted (a tombstone to write at the next flush).
+    value: Option<V>,
+    dirty: bool,
+    /// When the value was last written, for TTL (event time if the job has one).
+    stamp_ms: i64,
+}
+
+/// Per-key state of one operator table. See the module docs for the caching contract.
+pub struct KeyedState<V> {
+    backend: Arc<dyn StateBackend>,
+    table: TableId,
+    name: String,
+    cache: HashMap<Box<[u8]>, Slot<V>>,
+    scratch: Vec<u8>,
+    ttl_ms: Option<i64>,
+    capacity: usize,
+    _v: PhantomData<V>,
+}
+
+/// Default number of cached entries per table and partition before clean ones are evicted.
+pub const DEFAULT_CACHE_ENTRIES: usize = 100_000;
+
+impl<V: StateValue> KeyedState<V> {
+    /// Opens `table` in `backend`. `ttl`: entries not written for that long read as absent.
+    pub fn open(
+        backend: Arc<dyn StateBackend>,
+        table: &str,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<Self> {
+        let id = backend.open_table(table)?;
+        Ok(KeyedState {
+            backend,
+            table: id,
+            name: table.to_string(),
+            cache: HashMap::new(),
+            scratch: Vec::new(),
+            ttl_ms: ttl.map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
+            capacity: DEFAULT_CACHE_ENTRIES,
+            _v: PhantomData,
+        })
+    }
+
+    /// Sets the cache capacity in entries.
+    pub fn with_capacity(mut self, entries: usize) -> Self {
+        self.capacity = entries.max(1);
+        self
+    }
+
+    /// The table name.
+    pub fn table_name(&self) -> &str {
+        &self.name
+    }
+
+    fn load(&mut self, key_group: u16, key: &[u8], now_ms: i64) -> Result<()> {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&key_group.to_be_bytes());
+        self.scratch.extend_from_slice(key);
+        if self.cache.contains_key(self.scratch.as_slice()) {
+            return Ok(());
+        }
+        let stored = self.backend.get(self.table, &self.scratch)?;
+        let slot = match stored {
+            None => Slot {
+                value: None,
+                dirty: false,
+                stamp_ms: now_ms,
+            },
+            Some(bytes) => {
+                let (stamp, value) = decode_stamped::<V>(&bytes)
+                    .map_err(|e| crate::Error::State(format!("table {}: {e}", self.name)))?;
+                Slot {
+                    value: Some(value),
+                    dirty: false,
+                    stamp_ms: stamp,
+                }
+            }
+        };
+        self.cache
+            .insert(self.scratch.clone().into_boxed_slice(), slot);
+        Ok(())
+    }
+
+    fn expired(&self, slot: &Slot<V>, now_ms: i64) -> bool {
+        self.ttl_ms
+            .is_some_and(|ttl| now_ms.saturating_sub(slot.stamp_ms) > ttl)
+    }
+
+    /// The value of `key`, if any (and not expired).
+    pub fn get(&mut self, key_group: u16, key: &[u8], now_ms: i64) -> Result<Option<&V>> {
+        self.load(key_group, key, now_ms)?;
+        let slot = self
+            .cache
+            .get(self.scratch.as_slice())
+            .expect("load inserted the slot");
+        if self.expired(slot, now_ms) {
+            return Ok(None);
+        }
+        Ok(slot.value.as_ref())
+    }
+
+    /// The value of `key` for update, created with `init` when absent or expired.
+    pub fn get_or_insert_with(
+        &mut self,
+        key_group: u16,
+        key: &[u8],
+        now_ms: i64,
+        init: impl FnOnce() -> V,
+    ) -> Result<&mut V> {
+        self.load(key_group, key, now_ms)?;
+        let ttl = self.ttl_ms;
+        let slot = self
+            .cache
+            .get_mut(self.scratch.as_slice())
+            .expect("load inserted the slot");
+        if ttl.is_some_and(|t| now_ms.saturating_sub(slot.stamp_ms) > t) {
+            slot.value = None;
+        }
+        slot.dirty = true;
+        slot.stamp_ms = now_ms;
+        Ok(slot.value.get_or_insert_with(init))
+    }
+
+    /// Sets the value of `key`.
+    pub fn insert(&mut self, key_group: u16, key: &[u8], now_ms: i64, value: V) {
+        self.cache.insert(
+            state_key(key_group, key).into_boxed_slice(),
+            Slot {
+                value: Some(value),
+                dirty: true,
+                stamp_ms: now_ms,
+            },
+        );
+    }
+
+    /// Deletes the value of `key`.
+    pub fn remove(&mut self, key_group: u16, key: &[u8]) {
+        self.cache.insert(
+            state_key(key_group, key).into_boxed_slice(),
+            Slot {
+                value: None,
+                dirty: true,
+                stamp_ms: 0,
+            },
+        );
+    }
+
+    /// Moves every dirty entry into `batch` and evicts clean entries over capacity.
+    /// Called on each barrier, before the partition acknowledges it.
+    pub fn flush(&mut self, batch: &mut WriteBatch) {
+        for (key, slot) in self.cache.iter_mut().filter(|(_, s)| s.dirty) {
+            slot.dirty = false;
+            let value = slot.value.as_ref().map(|v| {
+                let mut out = Vec::with_capacity(32);
+                out.extend_from_slice(&slot.stamp_ms.to_le_bytes());
+                v.encode(&mut out);
+                out
+            });
+            batch.ops.push((self.table, key.to_vec(), value));
+        }
+        if self.cache.len() > self.capacity {
+            // Everything is clean now; dropping it all is simpler than LRU and the next reads
+            // come from RocksDB's block cache.
+            self.cache.clear();
+        }
+    }
+
+    /// Number of cached entries.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+}
+
+fn decode_stamped<V: StateValue>(bytes: &[u8]) -> std::result::Result<(i64, V), DecodeError> {
+    let mut r = Reader::new(bytes);
+    let stamp = r.i64()?;
+    let rest = r.take(bytes.len() - 8)?;
+    Ok((stamp, V::decode(rest)?))
+}
+
+/// A list of values kept under one key (append-mostly state such as a window's contents).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ListValue<V>(pub Vec<V>);
+
+impl<V: StateValue> StateValue for ListValue<V> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(1);
+        super::codec::put_u64(out, self.0.len() as u64);
+        let mut buf = Vec::new();
+        for v in &self.0 {
+            buf.clear();
+            v.encode(&mut buf);
+            put_bytes(out, &buf);
+        }
+    }
+    fn decode(bytes: &[u8]) -> std::result::Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        if r.u8()? != 1 {
+            return Err(DecodeError("unknown list version".into()));
+        }
+        let n = r.u64()?;
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(V::decode(r.bytes()?)?);
+        }
+        r.finish()?;
+        Ok(ListValue(out))
+    }
+}
+
+/// Map state: per key, a map from a user key to a value, stored as composite keys
+/// `group ‖ key ‖ 0xFF ‖ user key` (0xFF never occurs in UTF-8 keys, so prefixes cannot clash).
+pub struct MapState<V> {
+    inner: KeyedState<V>,
+    buf: Vec<u8>,
+}
+
+impl<V: StateValue> MapState<V> {
+    /// Opens the map table.
+    pub fn open(
+        backend: Arc<dyn StateBackend>,
+        table: &str,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<Self> {
+        Ok(MapState {
+            inner: KeyedState::open(backend, table, ttl)?,
+            buf: Vec::new(),
+        })
+    }
+
+    fn composite(&mut self, key: &[u8], user_key: &[u8]) -> Vec<u8> {
+        self.buf.clear();
+        self.buf.extend_from_slice(key);
+        self.buf.push(0xff);
+        self.buf.extend_from_slice(user_key);
+        self.buf.clone()
+    }
+
+    /// The value under `(key, user_key)`.
+    pub fn get(
+        &mut self,
+        key_group: u16,
+        key: &[u8],
+        user_key: &[u8],
+        now_ms: i64,
+    ) -> Result<Option<&V>> {
+        let k = self.composite(key, user_key);
+        self.inner.get(key_group, &k, now_ms)
+    }
+
+    /// Sets the value under `(key, user_key)`.
+    pub fn insert(&mut self, key_group: u16, key: &[u8], user_key: &[u8], now_ms: i64, value: V) {
+        let k = self.composite(key, user_key);
+        self.inner.insert(key_group, &k, now_ms, value);
+    }
+
+    /// Deletes the value under `(key, user_key)`.
+    pub fn remove(&mut self, key_group: u16, key: &[u8], user_key: &[u8]) {
+        let k = self.composite(key, user_key);
+        self.inner.remove(key_group, &k);
+    }
+
+    /// Writes dirty entries into `batch`.
+    pub fn flush(&mut self, batch: &mut WriteBatch) {
+        self.inner.flush(batch);
+    }
+}

@@ -1,0 +1,128 @@
+//! Model-based tests: random put/delete/flush/checkpoint/restore sequences against a BTreeMap.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(u8, u64),
+    Delete(u8),
+    Flush,
+    CheckpointAndRestore,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u8..16, any::<u64>()).prop_map(|(k, v)| Op::Put(k, v)),
+        1 => (0u8..16).prop_map(Op::Delete),
+        1 => Just(Op::Flush),
+        1 => Just(Op::CheckpointAndRestore),
+    ]
+}
+
+fn run_model(kind: BackendKind, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let mut backend = open_backend(kind, &live, None).unwrap();
+    let mut state = KeyedState::<u64>::open(Arc::clone(&backend), "op.t", None)
+        .unwrap()
+        .with_capacity(4);
+    // `flushed` is what a checkpoint must contain; `current` is what reads must see.
+    let mut current = BTreeMap::new();
+    let mut flushed = BTreeMap::new();
+    let mut n = 0;
+    for op in ops {
+        match op {
+            Op::Put(k, v) => {
+                *state
+                    .get_or_insert_with(k as u16 % 4, &[k], 0, || 0)
+                    .unwrap() = v;
+                current.insert(k, v);
+            }
+            Op::Delete(k) => {
+                state.remove(k as u16 % 4, &[k]);
+                current.remove(&k);
+            }
+            Op::Flush => {
+                let mut batch = WriteBatch::default();
+                state.flush(&mut batch);
+                backend.write(batch).unwrap();
+                flushed = current.clone();
+            }
+            Op::CheckpointAndRestore => {
+                n += 1;
+                let cp = dir.path().join(format!("cp{n}"));
+                backend.checkpoint(&cp).unwrap();
+                drop(state);
+                drop(backend);
+                backend = open_backend(kind, &live, Some(&cp)).unwrap();
+                state = KeyedState::open(Arc::clone(&backend), "op.t", None)
+                    .unwrap()
+                    .with_capacity(4);
+                current = flushed.clone();
+            }
+        }
+        for k in 0u8..16 {
+            let got = state.get(k as u16 % 4, &[k], 0).unwrap().copied();
+            prop_assert_eq!(got, current.get(&k).copied(), "key {}", k);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn memory_backend_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
+        run_model(BackendKind::Memory, ops)?;
+    }
+
+    #[test]
+    fn rocksdb_backend_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
+        run_model(BackendKind::Rocksdb, ops)?;
+    }
+}
+
+#[test]
+fn ttl_expires_entries() {
+    let backend: Arc<dyn StateBackend> = Arc::new(MemoryBackend::default());
+    let mut s =
+        KeyedState::<u64>::open(backend, "t", Some(std::time::Duration::from_millis(100))).unwrap();
+    *s.get_or_insert_with(0, b"a", 1000, || 0).unwrap() += 5;
+    assert_eq!(s.get(0, b"a", 1050).unwrap(), Some(&5));
+    assert_eq!(s.get(0, b"a", 1200).unwrap(), None);
+    assert_eq!(*s.get_or_insert_with(0, b"a", 1200, || 1).unwrap(), 1);
+}
+
+#[test]
+fn map_and_list_state() {
+    let backend: Arc<dyn StateBackend> = Arc::new(MemoryBackend::default());
+    let mut m = MapState::<u64>::open(Arc::clone(&backend), "m", None).unwrap();
+    m.insert(1, b"k", b"x", 0, 3);
+    m.insert(1, b"k", b"y", 0, 4);
+    m.remove(1, b"k", b"x");
+    let mut batch = WriteBatch::default();
+    m.flush(&mut batch);
+    backend.write(batch).unwrap();
+    let mut m2 = MapState::<u64>::open(Arc::clone(&backend), "m", None).unwrap();
+    assert_eq!(m2.get(1, b"k", b"y", 0).unwrap(), Some(&4));
+    assert_eq!(m2.get(1, b"k", b"x", 0).unwrap(), None);
+
+    let mut l = KeyedState::<ListValue<u64>>::open(backend, "l", None).unwrap();
+    l.get_or_insert_with(0, b"k", 0, ListValue::default)
+        .unwrap()
+        .0
+        .extend([1, 2, 3]);
+    let mut batch = WriteBatch::default();
+    l.flush(&mut batch);
+    let (_, _, bytes) = &batch.ops[0];
+    let stored = bytes.as_ref().unwrap();
+    assert_eq!(
+        ListValue::<u64>::decode(&stored[8..]).unwrap().0,
+        vec![1, 2, 3]
+    );
+}

@@ -1,0 +1,395 @@
+//! Builds and runs a job: one source task, one task per key partition, and the checkpoint
+//! coordinator, connected by bounded channels.
+//!
+//! ```text
+//!  source task ──(batches, barriers)──▶ partition 0: op → op → sink ─┐
+//!  parse, route by key group          ▶ partition 1: op → op → sink ─┼─ acks ─▶ coordinator
+//!        │ dead letters                …                              │
+//!        └───────────────────────────── acks ────────────────────────┘
+//! ```
+
+mod coordinator;
+mod partition;
+mod source;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::JobConfig;
+use crate::event::{Batch, Record};
+use crate::metrics::Health;
+use crate::operators::{Barrier, BuildContext, Context, DeadLetter};
+use crate::parse::Parser;
+use crate::state::checkpoint::{self, Commit, Manifest};
+use crate::{Error, Result};
+
+/// What flows from the source to a partition.
+#[derive(Debug)]
+pub enum Message {
+    /// Records, in source order.
+    Batch(Batch),
+    /// A checkpoint barrier: every record before it belongs to the checkpoint.
+    Barrier(Barrier),
+}
+
+/// What tasks report to the coordinator.
+#[derive(Debug)]
+pub enum Ack {
+    /// The source injected barrier `epoch` at `position`.
+    Source {
+        /// Epoch.
+        epoch: u64,
+        /// Source position at the barrier.
+        position: serde_json::Value,
+        /// Dead-letter output to publish.
+        commits: Vec<Commit>,
+        /// Records read so far.
+        records: u64,
+    },
+    /// A partition handled barrier `epoch`.
+    Partition {
+        /// Partition index.
+        partition: usize,
+        /// Epoch.
+        epoch: u64,
+        /// Output to publish.
+        commits: Vec<Commit>,
+    },
+    /// A bounded source delivered everything.
+    SourceFinished,
+}
+
+/// How to start.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Restore this checkpoint directory instead of the latest.
+    pub from_checkpoint: Option<PathBuf>,
+    /// Ignore existing checkpoints.
+    pub fresh: bool,
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Epoch restored from, if any.
+    pub restored_epoch: Option<u64>,
+    /// Epoch of the final checkpoint.
+    pub final_epoch: u64,
+    /// Records read by the source over the job's life (including before a restore).
+    pub records_in: u64,
+}
+
+/// Records in flight in a partition's channel (for the channel-fill gauge).
+#[derive(Debug, Default)]
+pub(crate) struct Fill(AtomicUsize);
+
+impl Fill {
+    fn add(&self, n: usize) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    fn sub(&self, n: usize) {
+        self.0.fetch_sub(n, Ordering::Relaxed);
+    }
+    fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The first error a task reported; the job stops with it.
+#[derive(Default)]
+pub(crate) struct Failure(std::sync::Mutex<Option<Error>>);
+
+impl Failure {
+    fn set(&self, e: Error) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+    fn take(&self) -> Option<Error> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// Spawns a task that cancels `root` (stopping the job) if it fails.
+fn spawn_named(
+    tracker: &TaskTracker,
+    root: &CancellationToken,
+    failure: &Arc<Failure>,
+    name: String,
+    fut: impl std::future::Future<Output = Result<()>> + Send + 'static,
+) {
+    let root = root.clone();
+    let failure = Arc::clone(failure);
+    tracker.spawn(async move {
+        if let Err(e) = fut.await {
+            tracing::error!(task = %name, error = %e, "Task failed; stopping the job.");
+            failure.set(e);
+            root.cancel();
+        }
+    });
+}
+
+/// Finds the checkpoint to restore, or explains why it cannot.
+fn choose_checkpoint(
+    cfg: &JobConfig,
+    opts: &RunOptions,
+) -> Result<(Option<(PathBuf, Manifest)>, u64)> {
+    let root = cfg.checkpoint_dir();
+    checkpoint::remove_leftovers(&root)?;
+    let found = checkpoint::list(&root)?;
+    let max_epoch = found.iter().map(|f| f.epoch).max().unwrap_or(0);
+    let chosen = if let Some(path) = &opts.from_checkpoint {
+        Some((path.clone(), Manifest::read(path)?))
+    } else if opts.fresh {
+        None
+    } else {
+        match found.into_iter().next_back() {
+            None => None,
+            Some(f) => match f.manifest {
+                Ok(m) => Some((f.path, m)),
+                Err(e) => {
+                    return Err(Error::checkpoint(
+                        &f.path,
+                        format!(
+                            "is the newest checkpoint but cannot be used ({e}); \
+                             pick another with --from-checkpoint or start over with --fresh"
+                        ),
+                    ));
+                }
+            },
+        }
+    };
+    if let Some((path, m)) = &chosen {
+        let want = cfg.state_fingerprint();
+        if m.fingerprint != want {
+            return Err(Error::checkpoint(
+                path,
+                format!(
+                    "was taken by a job with another state layout ({}; this job: {want}); \
+                     use --fresh to start over",
+                    m.fingerprint
+                ),
+            ));
+        }
+        let backend = format!("{:?}", cfg.state.backend).to_lowercase();
+        if m.backend != backend {
+            return Err(Error::checkpoint(
+                path,
+                format!("holds {} state but the job uses {backend}", m.backend),
+            ));
+        }
+    }
+    Ok((chosen, max_epoch))
+}
+
+/// Runs a job until its bounded source ends or `shutdown` resolves, then takes a final
+/// checkpoint, publishes the output and returns.
+pub async fn run(
+    cfg: JobConfig,
+    opts: RunOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    health: Arc<Health>,
+) -> Result<RunSummary> {
+    let m = crate::metrics::get();
+    let data_dir = cfg.data_dir();
+    std::fs::create_dir_all(&data_dir).map_err(|e| Error::io("creating", &data_dir, e))?;
+    let root = cfg.checkpoint_dir();
+    std::fs::create_dir_all(&root).map_err(|e| Error::io("creating", &root, e))?;
+
+    let (restore, max_epoch) = choose_checkpoint(&cfg, &opts)?;
+    let restored_epoch = restore.as_ref().map(|(_, m)| m.epoch);
+    // New epochs are numbered after every existing checkpoint (also on --fresh or when an
+    // older checkpoint is restored), so neither checkpoint directories nor part files can
+    // collide with an earlier run's.
+    let base_epoch = max_epoch.max(restored_epoch.unwrap_or(0));
+    let dead_letter = cfg.dead_letter.resolve(&data_dir);
+    if let Some((path, manifest)) = &restore {
+        tracing::info!(checkpoint = %path.display(), epoch = manifest.epoch, "Restoring checkpoint.");
+        // The worker may have died between writing the manifest and publishing the output.
+        crate::sinks::file::publish(&manifest.commits)?;
+    }
+    let recover_epoch = if restore.is_some() {
+        restored_epoch
+    } else {
+        None
+    };
+    cfg.sink.recover(recover_epoch)?;
+    dead_letter.recover(recover_epoch)?;
+
+    let backend = crate::state::open_backend(
+        cfg.state.backend,
+        &data_dir.join("state"),
+        restore.as_ref().map(|(p, _)| p.as_path()),
+    )?;
+
+    // Source.
+    let mut src = cfg.source.build()?;
+    if let Some((_, manifest)) = &restore {
+        src.restore(&manifest.source).await?;
+    }
+    let parser_cfg = cfg
+        .source
+        .parser_config(&cfg.record, cfg.runtime.key_groups);
+    let build_cx_values = parser_cfg.values.clone();
+    let has_time = parser_cfg.time.is_some();
+    let parser = Parser::new(parser_cfg);
+
+    let partitions = cfg.runtime.partitions();
+    let batch_size = cfg.runtime.batch_size;
+    let channel_batches = (cfg.runtime.channel_capacity / batch_size).max(1);
+    let (ack_tx, ack_rx) = mpsc::channel::<Ack>(64 + 4 * partitions);
+    let (trigger_tx, trigger_rx) = mpsc::channel::<Barrier>(4);
+    let root_token = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let failure = Arc::new(Failure::default());
+
+    let mut senders = Vec::with_capacity(partitions);
+    let mut fills = Vec::with_capacity(partitions);
+    for p in 0..partitions {
+        let (tx, rx) = mpsc::channel::<Message>(channel_batches);
+        let fill = Arc::new(Fill::default());
+        let name = format!("p{p:03}");
+        m.channel_capacity
+            .with_label_values(&[&name])
+            .set((channel_batches * batch_size) as i64);
+        let bcx = BuildContext {
+            partition: p,
+            values: build_cx_values.len(),
+            value_names: build_cx_values.clone(),
+            has_time,
+        };
+        let mut ops = Vec::new();
+        for op in &cfg.operators {
+            ops.push(op.build(&bcx)?);
+        }
+        let mut cx = Context {
+            partition: p,
+            partition_name: name.clone(),
+            backend: Arc::clone(&backend),
+            writes: Default::default(),
+            dead_letters: Vec::new(),
+        };
+        for op in &mut ops {
+            op.on_start(&mut cx).await?;
+        }
+        let runner = partition::PartitionRunner {
+            name: name.clone(),
+            index: p,
+            ops,
+            cx,
+            sink: cfg.sink.build(&name, base_epoch + 1)?,
+            dead_letter: dead_letter.build(&name, base_epoch + 1)?,
+            input: rx,
+            acks: ack_tx.clone(),
+            fill: Arc::clone(&fill),
+        };
+        spawn_named(&tracker, &root_token, &failure, name, runner.run());
+        senders.push(tx);
+        fills.push(fill);
+    }
+
+    let driver = source::SourceDriver {
+        source: src,
+        parser,
+        outputs: senders,
+        fills: fills.clone(),
+        buffers: (0..partitions)
+            .map(|_| Vec::with_capacity(batch_size))
+            .collect(),
+        batch_size,
+        key_groups: cfg.runtime.key_groups,
+        dead_letter: dead_letter.build("source", base_epoch + 1)?,
+        triggers: trigger_rx,
+        acks: ack_tx,
+        records: restore.as_ref().map_or(0, |(_, m)| m.records_in),
+        component: cfg.source.type_name().to_string(),
+    };
+    spawn_named(
+        &tracker,
+        &root_token,
+        &failure,
+        "source".into(),
+        driver.run(),
+    );
+    tracker.close();
+
+    health.ready.store(true, Ordering::Relaxed);
+    m.ready.set(1);
+    m.checkpoint_interval
+        .set(cfg.checkpoint.interval.as_std().as_secs_f64());
+
+    let coordinator = coordinator::Coordinator {
+        cfg: &cfg,
+        root,
+        backend,
+        epoch: base_epoch,
+        triggers: trigger_tx,
+        acks: ack_rx,
+        partitions,
+        fills,
+    };
+    let outcome = coordinator.run(shutdown, root_token.clone()).await;
+    health.ready.store(false, Ordering::Relaxed);
+    m.ready.set(0);
+    if outcome.is_err() {
+        root_token.cancel();
+    }
+    // Tasks end on their own after the final barrier; the timeout guards a wedged sink.
+    if tokio::time::timeout(std::time::Duration::from_secs(30), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("Tasks did not stop within 30 s of the final checkpoint.");
+    }
+    if let Some(e) = failure.take() {
+        return Err(e);
+    }
+    let (final_epoch, records_in) = outcome?;
+    Ok(RunSummary {
+        restored_epoch,
+        final_epoch,
+        records_in,
+    })
+}
+
+/// Turns a dead letter into the record written to the dead-letter sink.
+///
+/// Deterministic content only (no wall-clock time), so a replay after a restore writes the
+/// same bytes an uninterrupted run would.
+pub fn dead_letter_record(component: &str, dl: &DeadLetter, bytes: Option<usize>) -> Record {
+    use crate::event::write_json_str;
+    const MAX_DATA: usize = 4096;
+    let mut raw = String::with_capacity(128 + dl.data.len().min(MAX_DATA));
+    raw.push_str("{\"reason\":");
+    write_json_str(&mut raw, dl.reason);
+    raw.push_str(",\"error\":");
+    write_json_str(&mut raw, &dl.message);
+    raw.push_str(",\"component\":");
+    write_json_str(&mut raw, component);
+    if let Some(s) = &dl.origin.stream {
+        raw.push_str(",\"stream\":");
+        write_json_str(&mut raw, s);
+    }
+    if let Some(p) = &dl.origin.position {
+        raw.push_str(",\"position\":");
+        write_json_str(&mut raw, p);
+    }
+    let mut end = dl.data.len().min(MAX_DATA);
+    while !dl.data.is_char_boundary(end) {
+        end -= 1;
+    }
+    raw.push_str(",\"data\":");
+    write_json_str(&mut raw, &dl.data[..end]);
+    raw.push_str(",\"bytes\":");
+    raw.push_str(&bytes.unwrap_or(dl.data.len()).to_string());
+    raw.push('}');
+    let mut r = Record::new("dead_letter", vec![]);
+    r.raw = Some(raw.into_boxed_str());
+    r
+}

@@ -1,0 +1,246 @@
+//! The command line: validate, checkpoints, unusable checkpoints, help.
+
+use crate::util::*;
+
+#[test]
+fn validate_reports_every_error_with_field_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = job(
+        dir.path(),
+        "bad.toml",
+        r#"name = "x"
+colour = "blue"
+
+[source]
+type = "file"
+path = ""
+format = "json"
+
+[runtime]
+batch_size = "big"
+
+[checkpoint]
+interval = "soon"
+keep = 0
+"#,
+    );
+    let out = run(&["validate", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "line 2: `colour`",
+        "line 10: `runtime.batch_size`",
+        "line 13: `checkpoint.interval`",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+    let syntax = job(dir.path(), "syntax.toml", "[source\ntype = \"file\"\n");
+    let out = run(&["validate", syntax.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+    let semantic = job(
+        dir.path(),
+        "semantic.toml",
+        "[source]\ntype = \"file\"\npath = \"\"\n[checkpoint]\nkeep = 0\n[metrics]\naddress = \"x\"\n",
+    );
+    let out = run(&["validate", semantic.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in ["`source.path`", "`checkpoint.keep`", "`metrics.address`"] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+    let ok = job(
+        dir.path(),
+        "ok.toml",
+        "[source]\ntype = \"generator\"\ngenerator = \"sine\"\n",
+    );
+    assert!(run(&["validate", ok.to_str().unwrap()]).status.success());
+    for example in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/examples"))
+        .unwrap()
+        .flatten()
+    {
+        if example.path().extension().is_some_and(|e| e == "toml") {
+            let out = run(&["validate", example.path().to_str().unwrap()]);
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                example.path().display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+fn checkpoints_are_listed_and_corruption_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_records(&d.join("input.jsonl"), 50_000, 10);
+    let job = job(
+        d,
+        "j.toml",
+        r#"name = "j"
+[source]
+type = "file"
+path = "{dir}/input.jsonl"
+[record]
+key = "id"
+values = ["x"]
+[[operators]]
+type = "stats"
+[sink]
+type = "null"
+[state]
+dir = "{dir}/data"
+[metrics]
+enabled = false
+"#,
+    );
+    assert!(run(&["run", job.to_str().unwrap()]).status.success());
+    let data = d.join("data");
+    let out = run(&["checkpoints", "list", data.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("complete") && text.contains("50000"),
+        "{text}"
+    );
+    let out = run(&["checkpoints", "inspect", data.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("\"records_in\": 50000") && text.contains("stats.stats"),
+        "{text}"
+    );
+
+    // Running again restores the final checkpoint: nothing left to read, still exit 0.
+    let out = run(&["run", job.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Restoring checkpoint"));
+
+    // Corrupt the newest manifest: a clear error, never a silent fresh start.
+    let newest = std::fs::read_dir(data.join("checkpoints"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .max()
+        .unwrap();
+    let manifest = newest.join("MANIFEST.json");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("50000", "50001");
+    std::fs::write(&manifest, text).unwrap();
+    let out = run(&["run", job.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("checksum") && err.contains("--fresh"), "{err}");
+    // --fresh starts over.
+    assert!(
+        run(&["run", job.to_str().unwrap(), "--fresh"])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn a_checkpoint_of_another_job_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = job(
+        d,
+        "a.toml",
+        "name = \"a\"\n[source]\ntype = \"generator\"\ngenerator = \"sine\"\ncount = 10\n[[operators]]\ntype = \"stats\"\n[sink]\ntype = \"null\"\n[state]\ndir = \"{dir}/data\"\n[metrics]\nenabled = false\n",
+    );
+    assert!(run(&["run", a.to_str().unwrap()]).status.success());
+    let b = job(
+        d,
+        "b.toml",
+        "name = \"a\"\n[source]\ntype = \"generator\"\ngenerator = \"sine\"\ncount = 10\n[sink]\ntype = \"null\"\n[state]\ndir = \"{dir}/data\"\n[metrics]\nenabled = false\n",
+    );
+    let out = run(&["run", b.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another state layout"));
+}
+
+#[test]
+fn help_and_version() {
+    for args in [
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["validate", "--help"],
+        vec!["checkpoints", "list", "--help"],
+    ] {
+        let out = run(&args);
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
+    }
+    let out = run(&["--version"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+/// A plain HTTP GET against the metrics endpoint: (status line, body).
+fn http_get(port: u16, path: &str) -> Option<(String, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_string(), body.to_string()))
+}
+
+#[test]
+fn metrics_health_and_readiness_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let job = job(
+        dir.path(),
+        "m.toml",
+        &format!(
+            "name = \"m\"\n[source]\ntype = \"generator\"\ngenerator = \"sensors\"\nrate = 5000\n[[operators]]\ntype = \"stats\"\n[sink]\ntype = \"null\"\n[state]\ndir = \"{{dir}}/data\"\n[checkpoint]\ninterval = \"200ms\"\n[metrics]\naddress = \"127.0.0.1:{port}\"\n"
+        ),
+    );
+    let mut child = osprey()
+        .args(["run", job.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) for readiness and for a checkpoint to complete.
+    let mut body = String::new();
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if let Some((status, b)) = http_get(port, "/metrics")
+            && status.contains("200")
+            && b.contains("osprey_checkpoints_total 1")
+        {
+            body = b;
+            break;
+        }
+    }
+    let ready = http_get(port, "/readyz");
+    let health = http_get(port, "/healthz");
+    let missing = http_get(port, "/nope");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    for name in [
+        "osprey_source_records_total{component=\"generator\"}",
+        "osprey_operator_records_in_total{operator=\"stats\",partition=\"p000\"}",
+        "osprey_sink_records_total",
+        "osprey_checkpoint_duration_seconds_bucket",
+        "osprey_checkpoint_size_bytes",
+        "osprey_checkpoint_age_seconds",
+        "osprey_state_size_bytes",
+        "osprey_channel_capacity_records{partition=\"p000\"}",
+        "osprey_ready 1",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(body.contains(name), "{name} missing from /metrics:\n{body}");
+    }
+    assert!(ready.unwrap().0.contains("200"));
+    assert!(health.unwrap().0.contains("200"));
+    assert!(missing.unwrap().0.contains("404"));
+}

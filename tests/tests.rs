@@ -1,0 +1,15 @@
+//! osprey's integration tests: one crate, one binary, one link step.
+//!
+//! Tests that need a local service (redis-server, kinesis-local, moto) sit behind the
+//! `integration-tests` feature and read the service address from the environment; the README's
+//! test command (`scripts/test.sh`) starts them. Under `CI=true` an unreachable service fails.
+
+// Shared helpers: temp jobs, running the binary, reading published output.
+mod util;
+
+// Bad input: every bad line dead-lettered with its reason, every good record processed.
+mod pipeline;
+// SIGKILL at random moments, restart, byte-identical output; graceful SIGTERM.
+mod checkpoint_restore;
+// `osprey validate`, `osprey checkpoints`, unusable checkpoints, --help/--version.
+mod cli;
