@@ -121,6 +121,8 @@ pub struct ParserConfig {
     pub key_groups: u16,
     /// Largest accepted input in bytes.
     pub max_record_bytes: usize,
+    /// Hand absent, null or non-finite values on as NaN instead of failing.
+    pub pass_missing: bool,
 }
 
 /// A stateful parser: remembers the CSV header and caches key hashes.
@@ -220,7 +222,7 @@ impl Parser {
 
     fn parse_number(&mut self, text: &str, default_key: &str) -> Result<Record, ParseError> {
         let v: f64 = text.parse().map_err(|_| ParseError::NotANumber)?;
-        if !v.is_finite() {
+        if !v.is_finite() && !self.cfg.pass_missing {
             return Err(ParseError::NonFinite("value".into()));
         }
         let (key, group) = self.key(default_key);
@@ -267,6 +269,7 @@ impl Parser {
         for (v, name) in found.values.into_iter().zip(&self.cfg.values) {
             match v {
                 Some(v) if v.is_finite() => values.push(v),
+                _ if self.cfg.pass_missing => values.push(f64::NAN),
                 Some(_) => return Err(ParseError::NonFinite(name.clone())),
                 None => return Err(ParseError::MissingField(name.clone())),
             }

@@ -13,3 +13,5 @@ mod pipeline;
 mod checkpoint_restore;
 // `osprey validate`, `osprey checkpoints`, unusable checkpoints, --help/--version.
 mod cli;
+// discord and rcf on the sine generator; bit-identical continuation after SIGKILL.
+mod operators;

@@ -105,6 +105,22 @@ pub struct RecordConfig {
     pub values: Vec<String>,
     /// Event-time field: ISO-8601 / RFC 3339 text or epoch milliseconds.
     pub time: Option<String>,
+    /// A value field that is absent, null or not finite: `dead_letter` the record (default), or
+    /// `pass` it on as NaN for the operators' own missing-value policy (`discord`'s
+    /// `nan_policy`; `stats` and `rcf` dead-letter such records themselves).
+    #[serde(default)]
+    pub missing: MissingPolicy,
+}
+
+/// See [`RecordConfig::missing`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingPolicy {
+    /// Dead-letter the record at the source.
+    #[default]
+    DeadLetter,
+    /// Hand it on with the value as NaN.
+    Pass,
 }
 
 /// Runtime layout.
@@ -311,10 +327,20 @@ impl JobConfig {
             ));
         }
         errors.extend(self.source.validate(&self.record));
+        let values = self.source.parser_config(&self.record, 1).values;
+        let mut outputs: std::collections::HashMap<String, usize> = Default::default();
         for (i, op) in self.operators.iter().enumerate() {
-            for mut e in op.validate(&self.record) {
+            for mut e in op.validate(&self.record, &values) {
                 e.field = format!("operators[{i}].{}", e.field);
                 errors.push(e);
+            }
+            for f in op.output_fields() {
+                if let Some(first) = outputs.insert(f.clone(), i) {
+                    errors.push(ConfigError::new(
+                        format!("operators[{i}].prefix"),
+                        format!("output field `{f}` is also written by operators[{first}]; set a `prefix`"),
+                    ));
+                }
             }
         }
         let mut names = std::collections::HashSet::new();

@@ -4,6 +4,9 @@
 //! concurrently. The operators of a partition are chained in the task, so a record crosses
 //! no channel between operators (Flink's operator chaining).
 
+pub mod filter;
+pub mod matrix_profile;
+pub mod rcf;
 pub mod stats;
 
 use std::sync::Arc;
@@ -116,6 +119,12 @@ pub trait Operator: Send + 'static {
 pub enum OperatorConfig {
     /// Per-key running count, mean, standard deviation, min and max.
     Stats(stats::StatsConfig),
+    /// Left-discord anomaly detection (streaming left matrix profile).
+    Discord(matrix_profile::DiscordConfig),
+    /// Random Cut Forest anomaly scores.
+    Rcf(rcf::RcfConfig),
+    /// Keeps records where a boolean field is true.
+    Filter(filter::FilterConfig),
 }
 
 impl OperatorConfig {
@@ -123,6 +132,9 @@ impl OperatorConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             OperatorConfig::Stats(_) => "stats",
+            OperatorConfig::Discord(_) => "discord",
+            OperatorConfig::Rcf(_) => "rcf",
+            OperatorConfig::Filter(_) => "filter",
         }
     }
 
@@ -130,13 +142,30 @@ impl OperatorConfig {
     pub fn name(&self) -> &str {
         match self {
             OperatorConfig::Stats(c) => c.name.as_deref().unwrap_or("stats"),
+            OperatorConfig::Discord(c) => c.name(),
+            OperatorConfig::Rcf(c) => c.name(),
+            OperatorConfig::Filter(c) => c.name(),
         }
     }
 
-    /// Semantic checks (field paths relative to this operator).
-    pub fn validate(&self, record: &RecordConfig) -> Vec<ConfigError> {
+    /// Semantic checks (field paths relative to this operator). `values` are the job's
+    /// effective value fields (generator defaults included).
+    pub fn validate(&self, record: &RecordConfig, values: &[String]) -> Vec<ConfigError> {
         match self {
             OperatorConfig::Stats(c) => c.validate(record),
+            OperatorConfig::Discord(c) => c.validate(record, values),
+            OperatorConfig::Rcf(c) => c.validate(values),
+            OperatorConfig::Filter(c) => c.validate(),
+        }
+    }
+
+    /// Names of the fields this operator appends to records.
+    pub fn output_fields(&self) -> Vec<String> {
+        match self {
+            OperatorConfig::Stats(c) => c.output_fields(),
+            OperatorConfig::Discord(c) => c.output_fields(),
+            OperatorConfig::Rcf(c) => c.output_fields(),
+            OperatorConfig::Filter(_) => vec![],
         }
     }
 
@@ -144,6 +173,9 @@ impl OperatorConfig {
     pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Operator>> {
         Ok(match self {
             OperatorConfig::Stats(c) => Box::new(stats::Stats::new(c, cx)),
+            OperatorConfig::Discord(c) => Box::new(matrix_profile::DiscordOperator::new(c, cx)),
+            OperatorConfig::Rcf(c) => Box::new(rcf::RcfOperator::new(c, cx)),
+            OperatorConfig::Filter(c) => Box::new(filter::Filter::new(c, cx)),
         })
     }
 }

@@ -33,6 +33,14 @@ pub struct StatsConfig {
 }
 
 impl StatsConfig {
+    /// Output field names, for collision checks.
+    pub fn output_fields(&self) -> Vec<String> {
+        ["count", "mean", "stddev", "min", "max"]
+            .iter()
+            .map(|f| format!("{}{f}", self.prefix))
+            .collect()
+    }
+
     /// Semantic checks.
     pub fn validate(&self, record: &RecordConfig) -> Vec<ConfigError> {
         let mut errors = Vec::new();

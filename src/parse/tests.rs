@@ -9,6 +9,7 @@ fn json_parser() -> Parser {
         time: Some("ts".into()),
         key_groups: 256,
         max_record_bytes: 1 << 20,
+        pass_missing: false,
     })
 }
 
@@ -81,6 +82,7 @@ fn csv_rows_become_objects() {
         time: Some("timestamp".into()),
         key_groups: 16,
         max_record_bytes: 1024,
+        pass_missing: false,
     });
     assert_eq!(parse(&mut p, "a,b").unwrap_err().reason(), "malformed_csv");
     p.set_header(b"timestamp,sensor,temp,note\n").unwrap();
@@ -111,6 +113,7 @@ fn bare_numbers_use_the_stream_key() {
         time: None,
         key_groups: 16,
         max_record_bytes: 64,
+        pass_missing: false,
     });
     let r = p
         .parse(b" 4.25\r\n".to_vec(), "bourke", Origin::default())
@@ -167,7 +170,7 @@ proptest! {
     fn fuzz_csv_lines(header in "[a-z,\"]{0,20}", row in "[a-z0-9,\". -]{0,40}") {
         let mut p = Parser::new(ParserConfig {
             format: Format::Csv, key: Some("a".into()), values: vec!["b".into()],
-            time: None, key_groups: 8, max_record_bytes: 100,
+            time: None, key_groups: 8, max_record_bytes: 100, pass_missing: false,
         });
         let _ = p.set_header(header.as_bytes());
         if let Ok(Some(r)) = p.parse(row.into_bytes(), "k", Origin::default()) {

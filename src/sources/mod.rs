@@ -154,6 +154,7 @@ impl SourceConfig {
             time: r.time,
             key_groups,
             max_record_bytes: self.max_record_bytes(),
+            pass_missing: record.missing == crate::config::MissingPolicy::Pass,
         }
     }
 

@@ -1,0 +1,294 @@
+//! `type = "discord"`: left-discord anomaly detection with a streaming left matrix profile.
+//!
+//! Per key: a [`LeftMatrixProfile`] (exact, SIMD) or a [`Damp`] (pruned) over the last
+//! `history` points, and an online [`Threshold`]. Each record gets the distance from its
+//! newest subsequence of length `m` to the nearest non-overlapping earlier one, and whether
+//! that distance is an alarm. The algorithm files are pure and synchronous; this file adapts
+//! them to keyed state, checkpoints and metrics.
+
+pub mod config;
+pub mod damp;
+pub mod left_mp;
+pub mod simd;
+pub mod threshold;
+
+mod algo;
+pub use algo::*;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+pub use config::DiscordConfig;
+
+use super::{Barrier, BuildContext, Context, Operator};
+use crate::Result;
+use crate::event::{Batch, Field};
+use crate::state::codec::{Reader, put_bytes};
+use crate::state::{KeyedState, StateValue};
+
+/// Points scored by a discord operator.
+pub const POINTS_SCORED: &str = "osprey_discord_points_scored_total";
+/// Alarms raised by a discord operator.
+pub const ANOMALIES: &str = "osprey_discord_anomalies_total";
+/// Scores that are upper bounds (DAMP pruning) rather than exact.
+pub const POINTS_PRUNED: &str = "osprey_discord_points_pruned_total";
+/// Normalised scores (score / 2√m, in [0, 1]).
+pub const SCORE: &str = "osprey_discord_score";
+/// Records whose value was missing or not finite, handled by `nan_policy`.
+pub const MISSING: &str = "osprey_discord_missing_values_total";
+
+/// The detector of one key.
+pub enum Detector {
+    /// Exact streaming left matrix profile.
+    Exact(LeftMatrixProfile),
+    /// DAMP with pruning (values may be upper bounds).
+    Damp(Damp),
+}
+
+/// Per-key state: detector and threshold.
+pub struct DiscordState {
+    /// The detector.
+    pub detector: Detector,
+    /// The alarm threshold.
+    pub threshold: Threshold,
+}
+
+impl StateValue for DiscordState {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(1);
+        let mut buf = Vec::new();
+        match &self.detector {
+            Detector::Exact(mp) => {
+                out.push(0);
+                mp.encode(&mut buf);
+            }
+            Detector::Damp(d) => {
+                out.push(1);
+                d.encode(&mut buf);
+            }
+        }
+        put_bytes(out, &buf);
+        buf.clear();
+        self.threshold.encode(&mut buf);
+        put_bytes(out, &buf);
+    }
+
+    fn decode(bytes: &[u8]) -> std::result::Result<Self, crate::state::DecodeError> {
+        let err = |e: DecodeError| crate::state::DecodeError(e.to_string());
+        let mut r = Reader::new(bytes);
+        if r.u8()? != 1 {
+            return Err(crate::state::DecodeError(
+                "unknown discord state version".into(),
+            ));
+        }
+        let kind = r.u8()?;
+        let det = r.bytes()?;
+        let detector = match kind {
+            0 => Detector::Exact(LeftMatrixProfile::decode(det).map_err(err)?),
+            1 => Detector::Damp(Damp::decode(det).map_err(err)?),
+            k => {
+                return Err(crate::state::DecodeError(format!(
+                    "unknown detector kind {k}"
+                )));
+            }
+        };
+        let threshold = Threshold::decode(r.bytes()?).map_err(err)?;
+        r.finish()?;
+        Ok(DiscordState {
+            detector,
+            threshold,
+        })
+    }
+}
+
+/// See the module docs.
+pub struct DiscordOperator {
+    cfg: DiscordConfig,
+    name: String,
+    field: usize,
+    state: Option<KeyedState<DiscordState>>,
+    names: Names,
+    m_points: prometheus::IntCounter,
+    m_anomalies: prometheus::IntCounter,
+    m_pruned: prometheus::IntCounter,
+    m_missing: prometheus::IntCounter,
+    m_score: prometheus::Histogram,
+    m_in: prometheus::IntCounter,
+    m_out: prometheus::IntCounter,
+}
+
+struct Names {
+    index: Arc<str>,
+    score: Arc<str>,
+    normalized: Arc<str>,
+    nn_index: Arc<str>,
+    exact: Arc<str>,
+    threshold: Arc<str>,
+    is_anomaly: Arc<str>,
+    state: Arc<str>,
+}
+
+impl DiscordOperator {
+    /// Builds the operator for one partition.
+    pub fn new(cfg: &DiscordConfig, cx: &BuildContext) -> Self {
+        let name = cfg.name().to_string();
+        let field = cfg
+            .value
+            .as_ref()
+            .and_then(|v| cx.value_names.iter().position(|n| n == v))
+            .unwrap_or(0);
+        let p = &cfg.prefix;
+        let n = |s: &str| Arc::from(format!("{p}{s}"));
+        let m = crate::metrics::get();
+        let partition = format!("p{:03}", cx.partition);
+        let counter = |metric: &'static str, help: &str| {
+            m.operator_counter(metric, help)
+                .with_label_values(&[&name, &partition])
+        };
+        DiscordOperator {
+            m_points: counter(POINTS_SCORED, "Points scored by the discord detector"),
+            m_anomalies: counter(ANOMALIES, "Alarms raised by the discord detector"),
+            m_pruned: counter(POINTS_PRUNED, "Discord scores that are DAMP upper bounds"),
+            m_missing: counter(
+                MISSING,
+                "Missing or non-finite values seen by the discord detector",
+            ),
+            m_score: m
+                .operator_histogram(
+                    SCORE,
+                    "Normalised discord scores (score / 2 sqrt m)",
+                    (1..=20).map(|i| f64::from(i) * 0.05).collect(),
+                )
+                .with_label_values(&[&name]),
+            m_in: m.operator_in.with_label_values(&[&name, &partition]),
+            m_out: m.operator_out.with_label_values(&[&name, &partition]),
+            names: Names {
+                index: n("index"),
+                score: n("score"),
+                normalized: n("normalized_score"),
+                nn_index: n("nn_index"),
+                exact: n("exact"),
+                threshold: n("threshold"),
+                is_anomaly: n("is_anomaly"),
+                state: n("state"),
+            },
+            cfg: cfg.clone(),
+            name,
+            field,
+            state: None,
+        }
+    }
+}
+
+/// A key's state before its first point.
+fn fresh_state(cfg: &DiscordConfig) -> DiscordState {
+    let detector = match cfg.mode {
+        config::Mode::Exact => Detector::Exact(
+            LeftMatrixProfile::try_new(cfg.m, cfg.history)
+                .expect("validated")
+                .with_nan_policy(cfg.nan_policy.into()),
+        ),
+        config::Mode::Damp => Detector::Damp(Damp::new(cfg.damp_config()).expect("validated")),
+    };
+    DiscordState {
+        detector,
+        threshold: Threshold::new(cfg.threshold.spec(), cfg.m).expect("validated"),
+    }
+}
+
+#[async_trait]
+impl Operator for DiscordOperator {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn on_start(&mut self, cx: &mut Context) -> Result<()> {
+        let table = format!("{}.discord", self.name);
+        self.state = Some(
+            KeyedState::open(Arc::clone(&cx.backend), &table, None)?
+                .with_capacity(self.cfg.cache_keys),
+        );
+        Ok(())
+    }
+
+    async fn process(&mut self, batch: Batch, cx: &mut Context, out: &mut Batch) -> Result<()> {
+        self.m_in.inc_by(batch.len() as u64);
+        let m = self.cfg.m;
+        let emit_all = self.cfg.emit == config::Emit::All;
+        for mut r in batch {
+            let Some(&x) = r.values.get(self.field) else {
+                cx.dead_letter(
+                    "missing_field",
+                    "record has no value for the discord detector",
+                    &r,
+                );
+                continue;
+            };
+            if !x.is_finite() {
+                self.m_missing.inc();
+            }
+            let cfg = &self.cfg;
+            let state = self.state.as_mut().expect("on_start opened the state");
+            let st =
+                state.get_or_insert_with(r.key_group, r.key.as_bytes(), 0, || fresh_state(cfg))?;
+            let warm = !st.threshold.is_warming_up();
+            let discord = match &mut st.detector {
+                Detector::Exact(mp) => mp.push(x),
+                Detector::Damp(d) if warm => d.push(x, st.threshold.current()),
+                Detector::Damp(d) => d.push_exact(x),
+            };
+            let names = &self.names;
+            let mut anomaly = false;
+            match discord {
+                Some(d) => {
+                    let j = st.threshold.judge(d.index, d.score, d.exact);
+                    anomaly = j.is_anomaly;
+                    self.m_points.inc();
+                    if !d.exact {
+                        self.m_pruned.inc();
+                    }
+                    if anomaly {
+                        self.m_anomalies.inc();
+                    }
+                    self.m_score.observe(d.normalized(m));
+                    r.push_field(&names.index, Field::U64(d.index));
+                    r.push_field(&names.score, Field::F64(d.score));
+                    r.push_field(&names.normalized, Field::F64(d.normalized(m)));
+                    r.push_field(&names.nn_index, Field::U64(d.nn_index));
+                    r.push_field(&names.exact, Field::Bool(d.exact));
+                    r.push_field(
+                        &names.threshold,
+                        j.threshold
+                            .map_or(Field::Json(serde_json::Value::Null), Field::F64),
+                    );
+                    r.push_field(&names.is_anomaly, Field::Bool(anomaly));
+                    let s = if j.warming_up {
+                        "warming_up"
+                    } else {
+                        "scoring"
+                    };
+                    r.push_field(&names.state, Field::Str(Arc::from(s)));
+                }
+                None => {
+                    r.push_field(&names.is_anomaly, Field::Bool(false));
+                    r.push_field(&names.state, Field::Str(Arc::from("warming_up")));
+                }
+            }
+            if emit_all || anomaly {
+                out.push(r);
+            }
+        }
+        self.m_out.inc_by(out.len() as u64);
+        Ok(())
+    }
+
+    async fn on_checkpoint(&mut self, _barrier: Barrier, cx: &mut Context) -> Result<()> {
+        if let Some(s) = &mut self.state {
+            s.flush(&mut cx.writes);
+        }
+        Ok(())
+    }
+}

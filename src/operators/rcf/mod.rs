@@ -1,0 +1,245 @@
+//! `type = "rcf"`: Random Cut Forest anomaly scores per key, with thresholded grades and
+//! per-field attribution.
+//!
+//! One [`forest::Forest`] and one [`threshold::Thresholder`] per key, in keyed state (versioned
+//! binary encodings; a restored forest continues bit-identically, its RNG state included).
+//! Each forest's seed mixes the configured seed with the key, so keys get independent forests.
+
+pub mod codec;
+pub mod config;
+pub mod forest;
+pub mod rng;
+pub mod threshold;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+pub use config::RcfConfig;
+
+use super::{Barrier, BuildContext, Context, Operator};
+use crate::Result;
+use crate::event::{Batch, Field};
+use crate::state::codec::{Reader, put_bytes};
+use crate::state::{KeyedState, StateValue};
+use forest::{Forest, PointError};
+use threshold::Thresholder;
+
+/// Points scored by an rcf operator.
+pub const POINTS_SCORED: &str = "osprey_rcf_points_scored_total";
+/// Points flagged as anomalies.
+pub const ANOMALIES: &str = "osprey_rcf_anomalies_total";
+/// RCF scores.
+pub const SCORE: &str = "osprey_rcf_score";
+
+/// Per-key state.
+pub struct RcfState {
+    /// The forest.
+    pub forest: Forest,
+    /// Its thresholder.
+    pub thresholder: Thresholder,
+}
+
+impl StateValue for RcfState {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(1);
+        let mut buf = Vec::new();
+        self.forest.encode(&mut buf);
+        put_bytes(out, &buf);
+        buf.clear();
+        self.thresholder.encode(&mut buf);
+        put_bytes(out, &buf);
+    }
+
+    fn decode(bytes: &[u8]) -> std::result::Result<Self, crate::state::DecodeError> {
+        let mut r = Reader::new(bytes);
+        if r.u8()? != 1 {
+            return Err(crate::state::DecodeError(
+                "unknown rcf state version".into(),
+            ));
+        }
+        let forest =
+            Forest::decode(r.bytes()?).map_err(|e| crate::state::DecodeError(e.to_string()))?;
+        let thresholder = Thresholder::decode(r.bytes()?)
+            .map_err(|e| crate::state::DecodeError(e.to_string()))?;
+        r.finish()?;
+        Ok(RcfState {
+            forest,
+            thresholder,
+        })
+    }
+}
+
+/// See the module docs.
+pub struct RcfOperator {
+    cfg: RcfConfig,
+    name: String,
+    /// Indexes into `Record::values` of the configured fields.
+    fields: Vec<usize>,
+    field_names: Vec<String>,
+    state: Option<KeyedState<RcfState>>,
+    point: Vec<f64>,
+    names: [Arc<str>; 5],
+    m_points: prometheus::IntCounter,
+    m_anomalies: prometheus::IntCounter,
+    m_score: prometheus::Histogram,
+    m_in: prometheus::IntCounter,
+    m_out: prometheus::IntCounter,
+}
+
+impl RcfOperator {
+    /// Builds the operator for one partition.
+    pub fn new(cfg: &RcfConfig, cx: &BuildContext) -> Self {
+        let name = cfg.name().to_string();
+        let field_names: Vec<String> = if cfg.fields.is_empty() {
+            cx.value_names.clone()
+        } else {
+            cfg.fields.clone()
+        };
+        let fields = field_names
+            .iter()
+            .map(|f| {
+                cx.value_names
+                    .iter()
+                    .position(|v| v == f)
+                    .expect("validated: fields are record values")
+            })
+            .collect();
+        let m = crate::metrics::get();
+        let partition = format!("p{:03}", cx.partition);
+        let p = &cfg.prefix;
+        RcfOperator {
+            m_points: m
+                .operator_counter(POINTS_SCORED, "Points scored by the Random Cut Forest")
+                .with_label_values(&[&name, &partition]),
+            m_anomalies: m
+                .operator_counter(ANOMALIES, "Points the Random Cut Forest flagged")
+                .with_label_values(&[&name, &partition]),
+            m_score: m
+                .operator_histogram(
+                    SCORE,
+                    "Random Cut Forest scores",
+                    vec![0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0],
+                )
+                .with_label_values(&[&name]),
+            m_in: m.operator_in.with_label_values(&[&name, &partition]),
+            m_out: m.operator_out.with_label_values(&[&name, &partition]),
+            names: ["score", "grade", "threshold", "is_anomaly", "attribution"]
+                .map(|n| Arc::from(format!("{p}{n}"))),
+            point: Vec::with_capacity(field_names.len()),
+            field_names,
+            fields,
+            cfg: cfg.clone(),
+            name,
+            state: None,
+        }
+    }
+}
+
+/// FNV-1a of the key: mixes the key into the forest seed (stable across versions).
+fn key_seed(seed: u64, key: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    seed ^ h
+}
+
+#[async_trait]
+impl Operator for RcfOperator {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn on_start(&mut self, cx: &mut Context) -> Result<()> {
+        let table = format!("{}.rcf", self.name);
+        self.state = Some(
+            KeyedState::open(Arc::clone(&cx.backend), &table, None)?
+                .with_capacity(self.cfg.cache_keys),
+        );
+        Ok(())
+    }
+
+    async fn process(&mut self, batch: Batch, cx: &mut Context, out: &mut Batch) -> Result<()> {
+        self.m_in.inc_by(batch.len() as u64);
+        let emit_all = self.cfg.emit == config::Emit::All;
+        for mut r in batch {
+            self.point.clear();
+            self.point.extend(
+                self.fields
+                    .iter()
+                    .map(|&i| r.values.get(i).copied().unwrap_or(f64::NAN)),
+            );
+            let cfg = &self.cfg;
+            let dims = self.fields.len();
+            let state = self.state.as_mut().expect("on_start opened the state");
+            let st = state.get_or_insert_with(r.key_group, r.key.as_bytes(), 0, || RcfState {
+                forest: Forest::new(cfg.forest_config(dims, key_seed(cfg.seed, &r.key)))
+                    .expect("validated"),
+                thresholder: Thresholder::new(cfg.threshold_config()).expect("validated"),
+            })?;
+            let scored = match st.forest.process(&self.point) {
+                Ok(s) => s.map(|s| {
+                    let attribution: serde_json::Map<String, serde_json::Value> = self
+                        .field_names
+                        .iter()
+                        .zip(s.attribution)
+                        .map(|(n, a)| {
+                            (n.clone(), serde_json::json!({"high": a.high, "low": a.low}))
+                        })
+                        .collect();
+                    (s.score, attribution)
+                }),
+                Err(PointError::NotFinite(_)) => {
+                    cx.dead_letter(
+                        "non_finite",
+                        "a Random Cut Forest field is missing or not finite",
+                        &r,
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    cx.dead_letter("wrong_type", e.to_string(), &r);
+                    continue;
+                }
+            };
+            let [score, grade, threshold, is_anomaly, attribution] = &self.names;
+            let mut anomaly = false;
+            match scored {
+                Some((s, attr)) => {
+                    let g = st.thresholder.grade(s);
+                    anomaly = g.is_anomaly;
+                    self.m_points.inc();
+                    self.m_score.observe(s);
+                    if anomaly {
+                        self.m_anomalies.inc();
+                    }
+                    r.push_field(score, Field::F64(s));
+                    r.push_field(grade, Field::F64(g.grade));
+                    r.push_field(threshold, Field::F64(g.threshold));
+                    r.push_field(is_anomaly, Field::Bool(anomaly));
+                    r.push_field(attribution, Field::Json(serde_json::Value::Object(attr)));
+                }
+                None => {
+                    r.push_field(grade, Field::F64(0.0));
+                    r.push_field(is_anomaly, Field::Bool(false));
+                }
+            }
+            if emit_all || anomaly {
+                out.push(r);
+            }
+        }
+        self.m_out.inc_by(out.len() as u64);
+        Ok(())
+    }
+
+    async fn on_checkpoint(&mut self, _barrier: Barrier, cx: &mut Context) -> Result<()> {
+        if let Some(s) = &mut self.state {
+            s.flush(&mut cx.writes);
+        }
+        Ok(())
+    }
+}
