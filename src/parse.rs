@@ -255,7 +255,7 @@ impl Parser {
         self.finish(found, default_key)
     }
 
-    fn finish(&mut self, found: Found, default_key: &str) -> Result<Record, ParseError> {
+    fn finish(&mut self, found: Found<'_>, default_key: &str) -> Result<Record, ParseError> {
         let key_text;
         let key: &str = match (&self.cfg.key, found.key) {
             (None, _) => default_key,
@@ -310,7 +310,7 @@ impl Parser {
                 _ => crate::event::write_json_str(&mut raw, col),
             }
             if self.cfg.key.as_deref() == Some(name.as_str()) {
-                found.key = Some(col.clone());
+                found.key = Some(std::borrow::Cow::Borrowed(col.as_str()));
             }
             if let Some(idx) = self.cfg.values.iter().position(|v| v == name) {
                 let v: f64 = col
@@ -366,15 +366,16 @@ pub fn split_csv(line: &str) -> Vec<String> {
     out
 }
 
-struct Found {
-    key: Option<String>,
+struct Found<'de> {
+    /// Borrowed from the input when the key needs no unescaping (the usual case).
+    key: Option<std::borrow::Cow<'de, str>>,
     values: Vec<Option<f64>>,
     time: Option<i64>,
     error: Option<ParseError>,
     not_object: bool,
 }
 
-impl Found {
+impl Found<'_> {
     fn new(n: usize) -> Self {
         Found {
             key: None,
@@ -386,25 +387,25 @@ impl Found {
     }
 }
 
-struct ObjectSeed<'a> {
+struct ObjectSeed<'a, 'de> {
     cfg: &'a ParserConfig,
-    found: &'a mut Found,
+    found: &'a mut Found<'de>,
 }
 
-impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
+impl<'de> DeserializeSeed<'de> for ObjectSeed<'_, 'de> {
     type Value = ();
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-fn fail<E: serde::de::Error>(found: &mut Found, err: ParseError) -> E {
+fn fail<E: serde::de::Error>(found: &mut Found<'_>, err: ParseError) -> E {
     let msg = err.to_string();
     found.error = Some(err);
     E::custom(msg)
 }
 
-impl<'de> Visitor<'de> for ObjectSeed<'_> {
+impl<'de> Visitor<'de> for ObjectSeed<'_, 'de> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
@@ -414,11 +415,11 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
         while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             let name = name.as_ref();
             if self.cfg.key.as_deref() == Some(name) {
-                match map.next_value::<Scalar>()? {
-                    Scalar::Str(s) => self.found.key = Some(s),
-                    Scalar::Int(i) => self.found.key = Some(i.to_string()),
-                    Scalar::UInt(i) => self.found.key = Some(i.to_string()),
-                    Scalar::Null => {}
+                match map.next_value::<KeyScalar<'de>>()? {
+                    KeyScalar::Str(s) => self.found.key = Some(s),
+                    KeyScalar::Int(i) => self.found.key = Some(i.to_string().into()),
+                    KeyScalar::UInt(i) => self.found.key = Some(i.to_string().into()),
+                    KeyScalar::Null => {}
                     _ => {
                         return Err(fail(
                             self.found,
@@ -493,6 +494,57 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
     }
     fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
         self.visit_str("")
+    }
+}
+
+/// A key value: a string borrowed from the input when possible, or an integer.
+enum KeyScalar<'de> {
+    Str(std::borrow::Cow<'de, str>),
+    Int(i64),
+    UInt(u64),
+    Null,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for KeyScalar<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = KeyScalar<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<KeyScalar<'de>, E> {
+                Ok(KeyScalar::Str(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<KeyScalar<'de>, E> {
+                Ok(KeyScalar::Str(std::borrow::Cow::Owned(v.to_string())))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<KeyScalar<'de>, E> {
+                Ok(KeyScalar::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<KeyScalar<'de>, E> {
+                Ok(KeyScalar::UInt(v))
+            }
+            fn visit_unit<E>(self) -> Result<KeyScalar<'de>, E> {
+                Ok(KeyScalar::Null)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<KeyScalar<'de>, E> {
+                Ok(KeyScalar::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<KeyScalar<'de>, E> {
+                Ok(KeyScalar::Other)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<KeyScalar<'de>, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(KeyScalar::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<KeyScalar<'de>, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(KeyScalar::Other)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

@@ -186,6 +186,7 @@ impl Operator for Stats {
             s.push(x);
             let s = *s;
             let [count, mean, stddev, min, max] = &self.names;
+            r.fields.reserve(5);
             r.push_field(count, Field::U64(s.count));
             r.push_field(mean, Field::F64(s.mean));
             r.push_field(stddev, Field::F64(s.stddev()));

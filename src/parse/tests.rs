@@ -137,11 +137,16 @@ fn times_round_trip() {
     assert_eq!(parse_time_text("2024-13-01T00:00:00Z"), None);
 }
 
+/// Cases per fuzz property: 2,000 in the regular suite; `OSPREY_FUZZ_CASES=500000 cargo test
+/// --lib parse::tests::fuzz` runs the long fuzz (docs/BENCHMARKS.md says how long it ran).
+fn fuzz_cases() -> u32 {
+    std::env::var("OSPREY_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
+}
+
 proptest! {
     // The parser fuzz: arbitrary bytes and mangled JSON never panic, and every input is either
-    // a record or an error with a reason. `PROPTEST_CASES=200000 cargo test parse::tests::fuzz`
-    // runs it longer (see docs/BENCHMARKS.md for how long it ran).
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    // a record or an error with a reason.
+    #![proptest_config(ProptestConfig::with_cases(fuzz_cases()))]
     #[test]
     fn fuzz_arbitrary_bytes(data in proptest::collection::vec(any::<u8>(), 0..256)) {
         let mut p = json_parser();

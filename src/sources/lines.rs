@@ -12,10 +12,13 @@ const OVERSIZE_PREFIX: usize = 1024;
 /// returned as a `too_large` item holding its first bytes, and the rest is skipped.
 pub struct LineSplitter {
     buf: Vec<u8>,
+    /// Start of the unread part of `buf`; the consumed prefix is dropped on the next `feed`,
+    /// so each byte is moved at most once instead of once per line.
+    start: usize,
     max: usize,
     /// Inside an oversized line: its length so far and its prefix.
     skipping: Option<(usize, Vec<u8>)>,
-    /// Offset (in the whole stream) of `buf[0]`.
+    /// Offset (in the whole stream) of `buf[start]`.
     base: u64,
 }
 
@@ -32,6 +35,7 @@ impl LineSplitter {
     pub fn new(max: usize, base: u64) -> Self {
         LineSplitter {
             buf: Vec::new(),
+            start: 0,
             max,
             skipping: None,
             base,
@@ -40,13 +44,21 @@ impl LineSplitter {
 
     /// Appends a chunk.
     pub fn feed(&mut self, chunk: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(chunk);
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
     }
 
     /// The next complete line, if any. `stream` names the source for the items.
     pub fn next_line(&mut self, stream: &Arc<str>) -> Option<Line> {
         loop {
-            let nl = self.buf.iter().position(|&b| b == b'\n');
+            let nl = memchr::memchr(b'\n', self.pending());
             if let Some((len, prefix)) = &mut self.skipping {
                 match nl {
                     Some(i) => {
@@ -66,8 +78,8 @@ impl LineSplitter {
                         });
                     }
                     None => {
-                        *len += self.buf.len();
-                        let n = self.buf.len();
+                        let n = self.buf.len() - self.start;
+                        *len += n;
                         self.consume(n);
                         return None;
                     }
@@ -75,9 +87,8 @@ impl LineSplitter {
             }
             match nl {
                 Some(i) if i <= self.max => {
-                    let mut data: Vec<u8> = self.buf.drain(..=i).collect();
-                    self.base += data.len() as u64;
-                    data.pop();
+                    let mut data = self.pending()[..i].to_vec();
+                    self.consume(i + 1);
                     if data.last() == Some(&b'\r') {
                         data.pop();
                     }
@@ -87,26 +98,27 @@ impl LineSplitter {
                     });
                 }
                 Some(_) => self.start_skipping(),
-                None if self.buf.len() > self.max => self.start_skipping(),
+                None if self.pending().len() > self.max => self.start_skipping(),
                 None => return None,
             }
         }
     }
 
     fn start_skipping(&mut self) {
-        let prefix = self.buf[..OVERSIZE_PREFIX.min(self.buf.len())].to_vec();
+        let p = self.pending();
+        let prefix = p[..OVERSIZE_PREFIX.min(p.len())].to_vec();
         self.skipping = Some((0, prefix));
     }
 
     fn consume(&mut self, n: usize) {
-        self.buf.drain(..n);
+        self.start += n;
         self.base += n as u64;
     }
 
     /// At end of input: the last line if it had no trailing newline.
     pub fn finish(&mut self, stream: &Arc<str>) -> Option<Line> {
         if let Some((len, prefix)) = self.skipping.take() {
-            let n = self.buf.len();
+            let n = self.pending().len();
             self.consume(n);
             return Some(Line {
                 item: RawItem {
@@ -119,11 +131,12 @@ impl LineSplitter {
                 end: self.base,
             });
         }
-        if self.buf.is_empty() {
+        if self.pending().is_empty() {
             return None;
         }
-        let data = std::mem::take(&mut self.buf);
-        self.base += data.len() as u64;
+        let data = self.pending().to_vec();
+        let n = data.len();
+        self.consume(n);
         Some(Line {
             item: RawItem::new(data, Arc::clone(stream)),
             end: self.base,
