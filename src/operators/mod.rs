@@ -4,6 +4,7 @@
 //! concurrently. The operators of a partition are chained in the task, so a record crosses
 //! no channel between operators (Flink's operator chaining).
 
+pub mod enrich;
 pub mod stats;
 
 use std::sync::Arc;
@@ -116,6 +117,8 @@ pub trait Operator: Send + 'static {
 pub enum OperatorConfig {
     /// Per-key running count, mean, standard deviation, min and max.
     Stats(stats::StatsConfig),
+    /// Reference data merged into each record through cache tiers (Redis, HTTP, files).
+    Enrich(Box<enrich::config::EnrichConfig>),
 }
 
 impl OperatorConfig {
@@ -123,6 +126,7 @@ impl OperatorConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             OperatorConfig::Stats(_) => "stats",
+            OperatorConfig::Enrich(_) => "enrich",
         }
     }
 
@@ -130,6 +134,7 @@ impl OperatorConfig {
     pub fn name(&self) -> &str {
         match self {
             OperatorConfig::Stats(c) => c.name.as_deref().unwrap_or("stats"),
+            OperatorConfig::Enrich(c) => c.name.as_deref().unwrap_or("enrich"),
         }
     }
 
@@ -137,6 +142,7 @@ impl OperatorConfig {
     pub fn validate(&self, record: &RecordConfig) -> Vec<ConfigError> {
         match self {
             OperatorConfig::Stats(c) => c.validate(record),
+            OperatorConfig::Enrich(c) => c.validate(record),
         }
     }
 
@@ -144,6 +150,7 @@ impl OperatorConfig {
     pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Operator>> {
         Ok(match self {
             OperatorConfig::Stats(c) => Box::new(stats::Stats::new(c, cx)),
+            OperatorConfig::Enrich(c) => Box::new(enrich::Enrich::new(c, cx)?),
         })
     }
 }
@@ -159,4 +166,8 @@ pub struct BuildContext {
     pub value_names: Vec<String>,
     /// Whether records carry event time.
     pub has_time: bool,
+    /// Number of partitions of the job.
+    pub partitions: usize,
+    /// Number of key groups of the job (see [`crate::partition`]).
+    pub key_groups: u16,
 }
