@@ -13,3 +13,7 @@ mod pipeline;
 mod checkpoint_restore;
 // `osprey validate`, `osprey checkpoints`, unusable checkpoints, --help/--version.
 mod cli;
+// Enrichment through Redis and a local HTTP origin: merge, write-back, negative caching,
+// ordering, Redis outage and recovery, retries and timeouts, SIGKILL + restart.
+#[cfg(feature = "integration-tests")]
+mod enrich_it;
