@@ -15,8 +15,8 @@ fi
 export OSPREY_REDIS_URL="${OSPREY_REDIS_URL:-redis://127.0.0.1:6379}"
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GB RAM, $(uname -sr)"
 echo "== anchor: redis-benchmark -t get -n 200000 -q (50 clients, pipelining off)"
-redis-benchmark -h 127.0.0.1 -p 6379 -t get -n 200000 -q
+redis-benchmark -h 127.0.0.1 -p 6379 -t get -n 200000 -q | tr "\r" "\n" | grep "requests per second"
 echo "== anchor: redis-benchmark -t get -n 1000000 -P 16 -q (pipelined 16)"
-redis-benchmark -h 127.0.0.1 -p 6379 -t get -n 1000000 -P 16 -q
+redis-benchmark -h 127.0.0.1 -p 6379 -t get -n 1000000 -P 16 -q | tr "\r" "\n" | grep "requests per second"
 echo "== osprey enrich (OSPREY_ENRICH_TABLE=1 cargo bench --profile dev --bench enrich)"
 OSPREY_ENRICH_TABLE=1 cargo bench --profile dev --quiet --bench enrich 2>/dev/null
