@@ -30,7 +30,9 @@ pub struct EnrichConfig {
     /// times concurrently). Default 100.
     #[serde(default = "default_capacity")]
     pub capacity: usize,
-    /// One budget covering a lookup and all its retries. Default `1s`.
+    /// One budget covering an origin lookup and all its retries, counted from when the lookup
+    /// gets one of the `capacity` slots (waiting for a slot is backpressure, not failure).
+    /// Default `1s`.
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
     /// Retries after a failed origin call (errors, 5xx). Default 3.

@@ -511,8 +511,6 @@ impl Enrich {
         // Tier 2.
         #[allow(unused_mut)]
         let mut redis_failed = false;
-        #[allow(unused_mut)]
-        let mut redis_ok = false;
         #[cfg(feature = "redis")]
         if let Some(redis) = &mut self.redis
             && !misses.is_empty()
@@ -525,7 +523,6 @@ impl Enrich {
                 .observe(t.elapsed().as_secs_f64());
             match res {
                 Ok(values) => {
-                    redis_ok = true;
                     let (mut hit, mut neg) = (0, 0);
                     let mut still = Vec::new();
                     for (&i, v) in misses.iter().zip(values) {
@@ -567,7 +564,6 @@ impl Enrich {
                         (Err(Failure::Redis), 2)
                     } else {
                         // Redis (or nothing) is the store: a miss there is "not found".
-                        let _ = redis_ok;
                         self.cache
                             .insert(Arc::clone(&keys[i]), Lookup::NotFound, now);
                         (Ok(Lookup::NotFound), 2)

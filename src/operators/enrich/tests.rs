@@ -189,6 +189,17 @@ async fn file_origin_merges_and_leaves_unknown_keys_unenriched() {
     assert_eq!(v["sensor_id"], 3);
     assert!(out[1].field("loc").is_none(), "unknown key: no field");
     assert!(cx.dead_letters.is_empty());
+    // Metrics compliance: the lookups are counted by tier and outcome.
+    let text = crate::metrics::get().render();
+    for line in [
+        r#"osprey_enrich_lookups_total{operator="e1",outcome="miss",partition="p000",tier="cache"} 3"#,
+        r#"osprey_enrich_lookups_total{operator="e1",outcome="hit",partition="p000",tier="origin"} 2"#,
+        r#"osprey_enrich_lookups_total{operator="e1",outcome="miss",partition="p000",tier="origin"} 1"#,
+        r#"osprey_enrich_table_entries{operator="e1",partition="p000"} 50"#,
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+    assert!(text.contains(BATCH_LATENCY));
 }
 
 #[tokio::test]
