@@ -249,6 +249,27 @@ impl Metrics {
             .clone()
     }
 
+    /// A per-operator counter with labels `operator`, `partition` and `extra` (each with a
+    /// small fixed set of values, such as a lookup tier and outcome), registered on first use.
+    pub fn operator_counter_with(
+        &self,
+        name: &'static str,
+        help: &str,
+        extra: &[&str],
+    ) -> IntCounterVec {
+        let mut map = self
+            .operator_counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.entry(name.to_string())
+            .or_insert_with(|| {
+                let mut labels = vec!["operator", "partition"];
+                labels.extend_from_slice(extra);
+                counter(&self.registry, name, help, &labels)
+            })
+            .clone()
+    }
+
     /// A per-operator histogram, registered on first use.
     pub fn operator_histogram(
         &self,

@@ -535,7 +535,10 @@ impl<'de> Deserialize<'de> for KeyScalar<'de> {
             fn visit_bool<E>(self, _: bool) -> Result<KeyScalar<'de>, E> {
                 Ok(KeyScalar::Other)
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<KeyScalar<'de>, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<KeyScalar<'de>, A::Error> {
                 while a.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(KeyScalar::Other)
             }

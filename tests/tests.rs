@@ -15,3 +15,7 @@ mod checkpoint_restore;
 mod cli;
 // discord and rcf on the sine generator; bit-identical continuation after SIGKILL.
 mod operators;
+// Enrichment through Redis and a local HTTP origin: merge, write-back, negative caching,
+// ordering, Redis outage and recovery, retries and timeouts, SIGKILL + restart.
+#[cfg(feature = "integration-tests")]
+mod enrich_it;

@@ -4,6 +4,7 @@
 //! concurrently. The operators of a partition are chained in the task, so a record crosses
 //! no channel between operators (Flink's operator chaining).
 
+pub mod enrich;
 pub mod filter;
 pub mod matrix_profile;
 pub mod rcf;
@@ -125,6 +126,8 @@ pub enum OperatorConfig {
     Rcf(rcf::RcfConfig),
     /// Keeps records where a boolean field is true.
     Filter(filter::FilterConfig),
+    /// Reference data merged into each record through cache tiers (Redis, HTTP, files).
+    Enrich(Box<enrich::config::EnrichConfig>),
 }
 
 impl OperatorConfig {
@@ -135,6 +138,7 @@ impl OperatorConfig {
             OperatorConfig::Discord(_) => "discord",
             OperatorConfig::Rcf(_) => "rcf",
             OperatorConfig::Filter(_) => "filter",
+            OperatorConfig::Enrich(_) => "enrich",
         }
     }
 
@@ -145,6 +149,7 @@ impl OperatorConfig {
             OperatorConfig::Discord(c) => c.name(),
             OperatorConfig::Rcf(c) => c.name(),
             OperatorConfig::Filter(c) => c.name(),
+            OperatorConfig::Enrich(c) => c.name.as_deref().unwrap_or("enrich"),
         }
     }
 
@@ -156,6 +161,7 @@ impl OperatorConfig {
             OperatorConfig::Discord(c) => c.validate(record, values),
             OperatorConfig::Rcf(c) => c.validate(values),
             OperatorConfig::Filter(c) => c.validate(),
+            OperatorConfig::Enrich(c) => c.validate(record),
         }
     }
 
@@ -166,6 +172,7 @@ impl OperatorConfig {
             OperatorConfig::Discord(c) => c.output_fields(),
             OperatorConfig::Rcf(c) => c.output_fields(),
             OperatorConfig::Filter(_) => vec![],
+            OperatorConfig::Enrich(c) => vec![c.field.clone()],
         }
     }
 
@@ -176,6 +183,7 @@ impl OperatorConfig {
             OperatorConfig::Discord(c) => Box::new(matrix_profile::DiscordOperator::new(c, cx)),
             OperatorConfig::Rcf(c) => Box::new(rcf::RcfOperator::new(c, cx)),
             OperatorConfig::Filter(c) => Box::new(filter::Filter::new(c, cx)),
+            OperatorConfig::Enrich(c) => Box::new(enrich::Enrich::new(c, cx)?),
         })
     }
 }
@@ -191,4 +199,8 @@ pub struct BuildContext {
     pub value_names: Vec<String>,
     /// Whether records carry event time.
     pub has_time: bool,
+    /// Number of partitions of the job.
+    pub partitions: usize,
+    /// Number of key groups of the job (see [`crate::partition`]).
+    pub key_groups: u16,
 }

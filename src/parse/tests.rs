@@ -140,7 +140,10 @@ fn times_round_trip() {
 /// Cases per fuzz property: 2,000 in the regular suite; `OSPREY_FUZZ_CASES=500000 cargo test
 /// --lib parse::tests::fuzz` runs the long fuzz (docs/BENCHMARKS.md says how long it ran).
 fn fuzz_cases() -> u32 {
-    std::env::var("OSPREY_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
+    std::env::var("OSPREY_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
 }
 
 proptest! {

@@ -263,6 +263,8 @@ pub async fn run(
             values: build_cx_values.len(),
             value_names: build_cx_values.clone(),
             has_time,
+            partitions,
+            key_groups: cfg.runtime.key_groups,
         };
         let mut ops = Vec::new();
         for op in &cfg.operators {
