@@ -15,3 +15,5 @@ mod checkpoint_restore;
 mod cli;
 // discord and rcf on the sine generator; bit-identical continuation after SIGKILL.
 mod operators;
+// `osprey eval`: DAMP's golden top-1 discords, the AWS sample side by side.
+mod eval;
