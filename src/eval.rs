@@ -562,7 +562,7 @@ pub fn eval_damp(dir: &Path, opts: &EvalOptions) -> Result<Vec<Top1Result>, Eval
         out.push(top1(
             g.stem.to_string(),
             &series,
-            g.split_1based - 1,
+            (g.split_1based - 1).min(series.len()),
             region,
             Some(*g),
             opts,
