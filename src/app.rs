@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::cli::{CheckpointCommand, Cli, Command, RunArgs};
+use crate::cli::{CheckpointCommand, Cli, Command, EvalCommand, RunArgs};
 use crate::config::JobConfig;
 use crate::metrics::Health;
 use crate::state::checkpoint::{self, Manifest};
@@ -23,6 +23,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Run(args) => run_command(args).await,
         Command::Validate { job } => return validate(&job),
         Command::Checkpoints { command } => checkpoints(command),
+        Command::Eval { command } => return eval(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -31,6 +32,56 @@ pub async fn main(cli: Cli) -> ExitCode {
             match e.kind() {
                 ErrorKind::User => ExitCode::from(EXIT_INVALID),
                 _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+/// `osprey eval …`: synchronous, prints its report on stdout. Exit 2 when the arguments or
+/// the data folder are unusable.
+fn eval(command: EvalCommand) -> ExitCode {
+    use crate::eval::{self, AwsOptions, EvalError, EvalOptions};
+    let shared = || std::env::var_os("OSPREY_SHARED").map(|s| PathBuf::from(s).join("datasets"));
+    let report = match command {
+        EvalCommand::Discord(a) => match a.data.or_else(shared) {
+            Some(dir) => eval::run_discord_eval(
+                &dir,
+                &EvalOptions {
+                    m: a.m,
+                    history: a.history,
+                    mode: a.mode,
+                    threshold: a.threshold.unwrap_or_default(),
+                },
+            ),
+            None => Err(EvalError::Invalid(
+                "no data folder: pass --data or set OSPREY_SHARED".into(),
+            )),
+        },
+        EvalCommand::AwsSample(a) => {
+            let data = a.data.or_else(shared);
+            eval::run_aws_eval(
+                data.as_deref(),
+                &AwsOptions {
+                    points: a.points,
+                    seed: a.seed,
+                    m: a.m,
+                    history: a.history,
+                    mode: a.mode,
+                    threshold: a.threshold.unwrap_or_default(),
+                },
+            )
+        }
+    };
+    match report {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                EvalError::Io { .. } => ExitCode::FAILURE,
+                _ => ExitCode::from(EXIT_INVALID),
             }
         }
     }

@@ -45,6 +45,12 @@ pub enum Command {
         #[command(subcommand)]
         command: CheckpointCommand,
     },
+    /// Offline evaluation of the detectors on datasets (accuracy, side-by-side comparisons).
+    Eval {
+        /// `discord` or `aws-sample`.
+        #[command(subcommand)]
+        command: EvalCommand,
+    },
 }
 
 /// `osprey run`.
@@ -79,4 +85,64 @@ pub enum CheckpointCommand {
         /// A `chk-<epoch>` directory, or a root (shows the newest).
         path: PathBuf,
     },
+}
+
+/// `osprey eval …`.
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Run the left-discord detector over a dataset folder and print its accuracy: top-1
+    /// discords on DAMP's golden files and UCR-named files, window recall and false alarms on NAB.
+    Discord(EvalDiscordArgs),
+    /// The AWS left-discords sample's stream and method side by side with osprey's detector.
+    AwsSample(EvalAwsArgs),
+}
+
+/// `osprey eval discord`.
+#[derive(Debug, clap::Args)]
+pub struct EvalDiscordArgs {
+    /// A datasets root (holding `damp/`, `nab/`, `ucr/`) or one of those folders.
+    /// Default: `$OSPREY_SHARED/datasets`.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Subsequence length, or `auto` (the period of a warm-up prefix). Default: DAMP's m for
+    /// DAMP's files, `auto` for the others.
+    #[arg(long)]
+    pub m: Option<crate::eval::MChoice>,
+    /// History in points. Default: all earlier points (the batch left matrix profile).
+    #[arg(long)]
+    pub history: Option<usize>,
+    /// `exact` or `damp`.
+    #[arg(long, default_value = "exact")]
+    pub mode: crate::eval::Mode,
+    /// Alarm rule: `gaussian|warmup|quantile|static[:key=value,…]` with the keys of the
+    /// operator's `threshold` table. Default: the operator's (`gaussian`, k = 5).
+    #[arg(long, value_parser = crate::eval::parse_threshold)]
+    pub threshold: Option<crate::operators::matrix_profile::ThresholdSpec>,
+}
+
+/// `osprey eval aws-sample`.
+#[derive(Debug, clap::Args)]
+pub struct EvalAwsArgs {
+    /// Datasets root holding `aws-leftdiscords/97.csv` (also run when present).
+    /// Default: `$OSPREY_SHARED/datasets`.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Points of the synthetic stream (10 per second).
+    #[arg(long, default_value_t = 36_000)]
+    pub points: usize,
+    /// Seed of the anomaly generator.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// osprey's subsequence length, or `auto` (the period of the first 1,000 points).
+    #[arg(long, default_value = "auto")]
+    pub m: crate::eval::MChoice,
+    /// osprey's history in points.
+    #[arg(long, default_value_t = 10_000)]
+    pub history: usize,
+    /// osprey's mode: `exact` or `damp`.
+    #[arg(long, default_value = "exact")]
+    pub mode: crate::eval::Mode,
+    /// osprey's alarm rule (as for `osprey eval discord`).
+    #[arg(long, value_parser = crate::eval::parse_threshold)]
+    pub threshold: Option<crate::operators::matrix_profile::ThresholdSpec>,
 }

@@ -10,6 +10,7 @@
 //!   [`topology`] runs the checkpoint protocol.
 //! - [`metrics`]: Prometheus names and the `/metrics` `/healthz` `/readyz` endpoint.
 //! - [`app`] and [`cli`]: what the `osprey` binary does with its arguments.
+//! - [`eval`]: `osprey eval`, offline accuracy of the detectors on datasets.
 //!
 //! See `docs/ARCHITECTURE.md` for the one-page tour.
 
@@ -19,6 +20,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod eval;
 pub mod event;
 pub mod metrics;
 pub mod operators;

@@ -19,3 +19,5 @@ mod operators;
 // ordering, Redis outage and recovery, retries and timeouts, SIGKILL + restart.
 #[cfg(feature = "integration-tests")]
 mod enrich_it;
+// `osprey eval`: DAMP's golden top-1 discords, the AWS sample side by side.
+mod eval;
