@@ -7,6 +7,8 @@
 //! the checkpoint's manifest is on disk, and re-applies them after a crash.
 
 pub mod file;
+#[cfg(feature = "kinesis")]
+pub mod kinesis;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,6 +42,10 @@ pub enum SinkConfig {
     File(file::FileSinkConfig),
     /// Discards everything (benchmarks).
     Null(NullSinkConfig),
+    /// PutRecords to a Kinesis data stream (at-least-once; outputs carry their source shard
+    /// and sequence for de-duplication).
+    #[cfg(feature = "kinesis")]
+    Kinesis(kinesis::KinesisSinkConfig),
 }
 
 impl Default for SinkConfig {
@@ -90,6 +96,8 @@ impl SinkConfig {
             SinkConfig::Stdout(_) => "stdout",
             SinkConfig::File(_) => "file",
             SinkConfig::Null(_) => "null",
+            #[cfg(feature = "kinesis")]
+            SinkConfig::Kinesis(_) => "kinesis",
         }
     }
 
@@ -97,6 +105,8 @@ impl SinkConfig {
     pub fn validate(&self, at: &str) -> Vec<ConfigError> {
         match self {
             SinkConfig::File(c) => c.validate(at),
+            #[cfg(feature = "kinesis")]
+            SinkConfig::Kinesis(c) => c.validate(at),
             _ => vec![],
         }
     }
@@ -127,6 +137,8 @@ impl SinkConfig {
             SinkConfig::Null(_) => Box::new(NullSink {
                 component: component.to_string(),
             }),
+            #[cfg(feature = "kinesis")]
+            SinkConfig::Kinesis(c) => Box::new(kinesis::KinesisSink::new(c.clone(), component)),
         })
     }
 
