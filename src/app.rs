@@ -23,6 +23,8 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Run(args) => run_command(args).await,
         Command::Validate { job } => return validate(&job),
         Command::Checkpoints { command } => checkpoints(command),
+        #[cfg(feature = "kinesis")]
+        Command::Produce(args) => crate::produce::run(args).await.map(|_| ()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,3 +13,6 @@ mod pipeline;
 mod checkpoint_restore;
 // `osprey validate`, `osprey checkpoints`, unusable checkpoints, --help/--version.
 mod cli;
+// Kinesis source and sink against kinesis-local: shards, resharding, KPL, SIGKILL end to end.
+#[cfg(feature = "integration-tests")]
+mod kinesis_it;
