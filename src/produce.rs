@@ -40,49 +40,49 @@ pub async fn run(args: ProduceArgs) -> Result<u64> {
             GeneratorArg::Sine => "series".to_string(),
         })
     });
-    let mut lines: Box<dyn Iterator<Item = Result<String>> + Send> =
-        match (&args.file, args.generator) {
-            (Some(path), None) => {
-                use std::io::BufRead;
-                let f = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
-                let path = path.clone();
-                Box::new(
-                    std::io::BufReader::new(f)
-                        .lines()
-                        .map(move |l| l.map_err(|e| Error::io("reading", &path, e)))
-                        .filter(|l| l.as_ref().map_or(true, |l| !l.trim().is_empty())),
-                )
-            }
-            (None, Some(g)) => {
-                let cfg = GeneratorConfig {
-                    generator: match g {
-                        GeneratorArg::Sensors => GeneratorKind::Sensors,
-                        GeneratorArg::Sine => GeneratorKind::Sine,
-                    },
-                    seed: args.seed,
-                    count: args.count,
-                    rate: None,
-                    sensors: 100,
-                    start_time: None,
-                    step: crate::config::Duration::from_millis(100),
-                };
-                Box::new(GeneratorLines {
-                    generator: Generator::new(cfg),
-                    buffered: Vec::new().into_iter(),
-                    done: false,
-                })
-            }
-            _ => {
-                return Err(Error::Config(vec![crate::config::ConfigError::new(
-                    "produce",
-                    "give exactly one of --file and --generator",
-                )]));
-            }
-        };
+    let lines: Box<dyn Iterator<Item = Result<String>> + Send> = match (&args.file, args.generator)
+    {
+        (Some(path), None) => {
+            use std::io::BufRead;
+            let f = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+            let path = path.clone();
+            Box::new(
+                std::io::BufReader::new(f)
+                    .lines()
+                    .map(move |l| l.map_err(|e| Error::io("reading", &path, e)))
+                    .filter(|l| l.as_ref().map_or(true, |l| !l.trim().is_empty())),
+            )
+        }
+        (None, Some(g)) => {
+            let cfg = GeneratorConfig {
+                generator: match g {
+                    GeneratorArg::Sensors => GeneratorKind::Sensors,
+                    GeneratorArg::Sine => GeneratorKind::Sine,
+                },
+                seed: args.seed,
+                count: args.count,
+                rate: None,
+                sensors: 100,
+                start_time: None,
+                step: crate::config::Duration::from_millis(100),
+            };
+            Box::new(GeneratorLines {
+                generator: Generator::new(cfg),
+                buffered: Vec::new().into_iter(),
+                done: false,
+            })
+        }
+        _ => {
+            return Err(Error::Config(vec![crate::config::ConfigError::new(
+                "produce",
+                "give exactly one of --file and --generator",
+            )]));
+        }
+    };
     let started = Instant::now();
     let mut sent = 0u64;
     let mut too_large = 0u64;
-    while let Some(line) = lines.next() {
+    for line in lines {
         let line = line?;
         if let Some(count) = args.count
             && args.file.is_some()

@@ -380,6 +380,9 @@ async fn kpl_aggregated_records_have_sub_sequence_positions() {
     }
 }
 
+/// An output line with its source sequence number as a sort key (length, digits).
+type SeqLine = ((usize, String), String);
+
 /// Every record of a stream: shard id → (sequence, data) in order.
 async fn read_stream(c: &Client, stream: &str) -> BTreeMap<String, Vec<(String, Vec<u8>)>> {
     let mut out = BTreeMap::new();
@@ -595,7 +598,7 @@ async fn end_to_end_sigkill_three_times_equals_uninterrupted_run() {
     }
     // After dropping duplicates, per input shard in sequence order, the same lines.
     let per_shard = |m: &BTreeMap<(String, String), String>| {
-        let mut out: BTreeMap<String, Vec<((usize, String), String)>> = BTreeMap::new();
+        let mut out: BTreeMap<String, Vec<SeqLine>> = BTreeMap::new();
         for ((shard, seq), line) in m {
             // Sequence numbers are decimals of up to 128 bits+: order by length, then digits.
             out.entry(shard.clone())

@@ -173,7 +173,7 @@ async fn children_are_read_after_their_parents() {
             .enumerate()
             .filter(|(_, i)| i.origin.stream.as_deref() == Some(shard));
         if last {
-            it.last().unwrap().0
+            it.max_by_key(|x| x.0).unwrap().0
         } else {
             it.min_by_key(|x| x.0).unwrap().0
         }
