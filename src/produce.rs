@@ -93,7 +93,8 @@ pub async fn run(args: ProduceArgs) -> Result<u64> {
         if let Some(rate) = args.rate {
             let due = Duration::from_secs_f64(sent as f64 / rate);
             let elapsed = started.elapsed();
-            if due > elapsed {
+            // Sleep in slices of at least 20 ms, so small PutRecords calls don't set the pace.
+            if due > elapsed + Duration::from_millis(20) {
                 // Send what is buffered before sleeping, so the rate is seen on the stream.
                 producer.flush().await?;
                 tokio::time::sleep(due - elapsed).await;

@@ -7,8 +7,9 @@
 //!   after `max_attempts` the sink fails the job (it restarts from the last checkpoint).
 //! - `aggregate = true` packs records into KPL aggregated records (up to 50 KiB each, the KPL's
 //!   default), routed by the first record's partition key.
-//! - The buffer is bounded (`max_buffer_records`); a full buffer is sent before `write`
-//!   returns, which is the backpressure. `precommit` sends everything and returns no commits.
+//! - The buffer is bounded (`max_buffer_records`) and is sent before `write` returns, so a
+//!   slow stream slows the partition and, through its channel, the source (backpressure), and
+//!   output waits for no checkpoint. `precommit` sends anything left and returns no commits.
 //! - Every output record gets `"_source_shard"` and `"_source_sequence"` from its origin:
 //!   replay after a restore is deterministic, so duplicates carry identical content and can be
 //!   dropped downstream by that pair.
@@ -401,6 +402,9 @@ impl Sink for KinesisSink {
                 }
             }
         }
+        // Send what this batch left in the buffer: output latency is one batch, not one
+        // checkpoint interval (a busy job still sends full 500-record calls).
+        self.producer.flush().await?;
         m.sink_records
             .with_label_values(&[&self.component])
             .inc_by(sent);
