@@ -1,7 +1,7 @@
 //! `type = "kinesis"` sink: PutRecords batches to a Kinesis data stream (at-least-once).
 //!
 //! - Batches hold at most 500 records and 5 MiB; a record (data + partition key) over 1 MiB
-//!   is dead-lettered (counted with reason `too_large` and logged), never sent.
+//!   is dead-lettered (reason `too_large`, through the partition's dead-letter sink), never sent.
 //! - The partition key is the record key, or the value of `partition_key_field`.
 //! - Only the entries PutRecords reports as failed are retried, with exponential backoff;
 //!   after `max_attempts` the sink fails the job (it restarts from the last checkpoint).
@@ -23,6 +23,7 @@ use serde::Deserialize;
 use super::Sink;
 use crate::config::ConfigError;
 use crate::event::{Record, write_json_str};
+use crate::operators::DeadLetter;
 use crate::sources::kinesis::client::{KinesisApi, PutEntry, SdkKinesis};
 use crate::sources::kinesis::kpl::{self, SubRecord};
 use crate::state::checkpoint::Commit;
@@ -299,6 +300,7 @@ pub struct KinesisSink {
     component: String,
     producer: Producer,
     line: String,
+    dead: Vec<DeadLetter>,
 }
 
 impl KinesisSink {
@@ -317,6 +319,7 @@ impl KinesisSink {
             component: component.to_string(),
             producer,
             line: String::new(),
+            dead: Vec::new(),
         }
     }
 
@@ -389,16 +392,19 @@ impl Sink for KinesisSink {
             {
                 Pushed::Queued => sent += 1,
                 Pushed::TooLarge(size) => {
-                    m.dead_letter
-                        .with_label_values(&[&self.component, "too_large"])
-                        .inc();
-                    tracing::warn!(
-                        component = %self.component,
-                        bytes = size,
-                        shard = ?r.origin.stream,
-                        sequence = ?r.origin.position,
-                        "Output record over Kinesis's 1 MiB limit: not sent."
-                    );
+                    // The partition writes it to the dead-letter sink (and counts it).
+                    let mut end = self.line.len().min(4096);
+                    while !self.line.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    self.dead.push(DeadLetter {
+                        reason: "too_large",
+                        message: format!(
+                            "output record of {size} bytes (with its partition key) is over Kinesis's {MAX_RECORD_BYTES}-byte limit"
+                        ),
+                        data: self.line[..end].to_string(),
+                        origin: r.origin.clone(),
+                    });
                 }
             }
         }
@@ -414,6 +420,10 @@ impl Sink for KinesisSink {
     async fn precommit(&mut self, _epoch: u64) -> Result<Vec<Commit>> {
         self.producer.flush().await?;
         Ok(vec![])
+    }
+
+    fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.dead)
     }
 }
 
@@ -513,11 +523,11 @@ mod tests {
         let calls = api.calls.lock().unwrap();
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0].len(), 1);
-        let dl = crate::metrics::get()
-            .dead_letter
-            .with_label_values(&["p001", "too_large"])
-            .get();
-        assert_eq!(dl, 1);
+        let dead = sink.take_dead_letters();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].reason, "too_large");
+        assert_eq!(dead[0].origin.position.as_deref(), Some("0"));
+        assert!(sink.take_dead_letters().is_empty());
     }
 
     #[tokio::test]

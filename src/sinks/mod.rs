@@ -30,6 +30,12 @@ pub trait Sink: Send {
     /// Barrier `epoch` arrived: make everything written so far durable and return what must
     /// be done to publish it once the checkpoint completes (nothing for non-transactional sinks).
     async fn precommit(&mut self, epoch: u64) -> Result<Vec<Commit>>;
+
+    /// Records the sink refused in the last `write` (over a size limit, say), for the
+    /// partition to write to its dead-letter sink. Called after every `write`.
+    fn take_dead_letters(&mut self) -> Vec<crate::operators::DeadLetter> {
+        Vec::new()
+    }
 }
 
 /// The configured sink (closed set; `type` selects the variant).
