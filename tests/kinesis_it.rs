@@ -85,6 +85,26 @@ async fn create(c: &Client, stream: &str, shards: i32) {
     wait_active(c, stream).await;
 }
 
+/// Deletes a test's stream (kinesis-local limits an account to 50 shards, and it keeps
+/// streams between test runs). Retries while the server rate-limits control calls.
+async fn delete(c: &Client, stream: &str) {
+    for _ in 0..50 {
+        match c
+            .delete_stream()
+            .stream_name(stream)
+            .enforce_consumer_deletion(true)
+            .send()
+            .await
+        {
+            Ok(_) => return,
+            Err(e) if format!("{e:?}").contains("LimitExceeded") => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("deleting {stream}: {e:?}"),
+        }
+    }
+}
+
 /// Puts `(partition key, data)` pairs in order, one PutRecords call each batch of 100.
 async fn put(c: &Client, stream: &str, recs: &[(String, Vec<u8>)]) {
     for chunk in recs.chunks(100) {
@@ -220,6 +240,7 @@ async fn reads_every_shard() {
     assert_eq!(shards_seen.len(), 4, "records from all four shards");
     let pos = src.position();
     assert_eq!(pos["shards"].as_object().unwrap().len(), 4, "{pos}");
+    delete(&c, &stream).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,6 +276,7 @@ async fn split_and_merge_during_a_run_keep_per_key_order() {
     assert_per_key_order(&items, &counts);
     let pos = src.position();
     assert_eq!(pos["finished"].as_array().unwrap().len(), 3, "{pos}");
+    delete(&c, &stream).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,6 +314,7 @@ async fn restart_in_the_middle_of_a_reshard() {
             Poll::End => unreachable!(),
         }
     }
+    delete(&c, &stream).await;
 }
 
 /// A KPL aggregated record, built by hand: magic, protobuf, MD5.
@@ -378,6 +401,7 @@ async fn kpl_aggregated_records_have_sub_sequence_positions() {
         );
         assert_eq!(&*item.stream, ["a", "b"][i % 2]);
     }
+    delete(&c, &stream).await;
 }
 
 /// An output line with its source sequence number as a sort key (length, digits).
@@ -611,6 +635,9 @@ async fn end_to_end_sigkill_three_times_equals_uninterrupted_run() {
         out
     };
     assert_eq!(a.len(), RECORDS);
+    for s in [&input, &out_a, &out_b] {
+        delete(&c, s).await;
+    }
     assert!(
         per_shard(&a) == per_shard(&b),
         "output after de-duplication differs from the uninterrupted run's"
