@@ -487,6 +487,8 @@ stream = "{input}"
 endpoint_url = "{ep}"
 discovery_interval = "500ms"
 idle_backoff_max = "200ms"
+# Slow reads (4 shards x 5 x 40 = 800 records/s), so the SIGKILLs land mid-stream.
+records_per_read = 40
 [record]
 key = "sensor_id"
 values = ["current_temperature"]
@@ -531,7 +533,7 @@ async fn run_until_complete(
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let ms = 400 + mix(seed + u64::from(k)) % 2500;
+        let ms = 300 + mix(seed + u64::from(k)) % 1500;
         tokio::time::sleep(Duration::from_millis(ms)).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
