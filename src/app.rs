@@ -24,6 +24,8 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Validate { job } => return validate(&job),
         Command::Checkpoints { command } => checkpoints(command),
         Command::Eval { command } => return eval(command),
+        #[cfg(feature = "kinesis")]
+        Command::Produce(args) => crate::produce::run(args).await.map(|_| ()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -51,6 +51,53 @@ pub enum Command {
         #[command(subcommand)]
         command: EvalCommand,
     },
+    /// Publish a JSON-lines file or a built-in generator to a Kinesis stream.
+    #[cfg(feature = "kinesis")]
+    Produce(ProduceArgs),
+}
+
+/// `osprey produce`.
+#[cfg(feature = "kinesis")]
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["file", "generator"])))]
+pub struct ProduceArgs {
+    /// Stream name or ARN.
+    #[arg(long)]
+    pub stream: String,
+    /// Endpoint of a local Kinesis server (else AWS_ENDPOINT_URL_KINESIS / AWS_ENDPOINT_URL).
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// A JSON-lines file, one record per line.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// A built-in generator (the same as the `generator` source).
+    #[arg(long, value_enum)]
+    pub generator: Option<GeneratorArg>,
+    /// Records to send (generator: default unbounded; file: default all lines).
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Generator seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Records per second (default: as fast as PutRecords takes them).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// JSON field holding the partition key (default: `sensor_id` for sensors, `series` for
+    /// sine, the line number for files).
+    #[arg(long)]
+    pub partition_key_field: Option<String>,
+    /// Pack records into KPL aggregated records.
+    #[arg(long)]
+    pub aggregate: bool,
+}
+
+/// Built-in generators for `osprey produce`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GeneratorArg {
+    /// Sensor readings (`sensor_id`, `current_temperature`, `status`, `event_time`).
+    Sensors,
+    /// The sine wave with its drop.
+    Sine,
 }
 
 /// `osprey run`.

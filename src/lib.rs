@@ -26,6 +26,8 @@ pub mod metrics;
 pub mod operators;
 pub mod parse;
 pub mod partition;
+#[cfg(feature = "kinesis")]
+pub mod produce;
 pub mod shutdown;
 pub mod sinks;
 pub mod sources;

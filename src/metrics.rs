@@ -270,6 +270,23 @@ impl Metrics {
             .clone()
     }
 
+    /// A counter with the given labels (bounded ones only), registered on first use. For
+    /// components whose natural label is not a partition, such as a Kinesis shard.
+    pub fn labeled_counter(
+        &self,
+        name: &'static str,
+        help: &str,
+        labels: &[&str],
+    ) -> IntCounterVec {
+        let mut map = self
+            .operator_counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.entry(name.to_string())
+            .or_insert_with(|| counter(&self.registry, name, help, labels))
+            .clone()
+    }
+
     /// A per-operator histogram, registered on first use.
     pub fn operator_histogram(
         &self,

@@ -21,3 +21,6 @@ mod operators;
 mod enrich_it;
 // `osprey eval`: DAMP's golden top-1 discords, the AWS sample side by side.
 mod eval;
+// Kinesis source and sink against kinesis-local: shards, resharding, KPL, SIGKILL end to end.
+#[cfg(feature = "integration-tests")]
+mod kinesis_it;

@@ -3,9 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The osprey binary built for this test run.
+/// The osprey binary built for this test run (`OSPREY_TEST_BIN` overrides it, for a target
+/// directory shared by several checkouts, where another build can replace the binary).
 pub fn osprey() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_osprey"));
+    let bin =
+        std::env::var_os("OSPREY_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_osprey").into());
+    let mut c = Command::new(bin);
     c.env("OSPREY_LOG", "info");
     c
 }

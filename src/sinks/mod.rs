@@ -7,6 +7,8 @@
 //! the checkpoint's manifest is on disk, and re-applies them after a crash.
 
 pub mod file;
+#[cfg(feature = "kinesis")]
+pub mod kinesis;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,12 @@ pub trait Sink: Send {
     /// Barrier `epoch` arrived: make everything written so far durable and return what must
     /// be done to publish it once the checkpoint completes (nothing for non-transactional sinks).
     async fn precommit(&mut self, epoch: u64) -> Result<Vec<Commit>>;
+
+    /// Records the sink refused in the last `write` (over a size limit, say), for the
+    /// partition to write to its dead-letter sink. Called after every `write`.
+    fn take_dead_letters(&mut self) -> Vec<crate::operators::DeadLetter> {
+        Vec::new()
+    }
 }
 
 /// The configured sink (closed set; `type` selects the variant).
@@ -40,6 +48,10 @@ pub enum SinkConfig {
     File(file::FileSinkConfig),
     /// Discards everything (benchmarks).
     Null(NullSinkConfig),
+    /// PutRecords to a Kinesis data stream (at-least-once; outputs carry their source shard
+    /// and sequence for de-duplication).
+    #[cfg(feature = "kinesis")]
+    Kinesis(kinesis::KinesisSinkConfig),
 }
 
 impl Default for SinkConfig {
@@ -90,6 +102,8 @@ impl SinkConfig {
             SinkConfig::Stdout(_) => "stdout",
             SinkConfig::File(_) => "file",
             SinkConfig::Null(_) => "null",
+            #[cfg(feature = "kinesis")]
+            SinkConfig::Kinesis(_) => "kinesis",
         }
     }
 
@@ -97,6 +111,8 @@ impl SinkConfig {
     pub fn validate(&self, at: &str) -> Vec<ConfigError> {
         match self {
             SinkConfig::File(c) => c.validate(at),
+            #[cfg(feature = "kinesis")]
+            SinkConfig::Kinesis(c) => c.validate(at),
             _ => vec![],
         }
     }
@@ -127,6 +143,8 @@ impl SinkConfig {
             SinkConfig::Null(_) => Box::new(NullSink {
                 component: component.to_string(),
             }),
+            #[cfg(feature = "kinesis")]
+            SinkConfig::Kinesis(c) => Box::new(kinesis::KinesisSink::new(c.clone(), component)),
         })
     }
 

@@ -6,6 +6,8 @@
 
 pub mod file;
 pub mod generator;
+#[cfg(feature = "kinesis")]
+pub mod kinesis;
 mod lines;
 pub mod stdin;
 
@@ -82,6 +84,9 @@ pub enum SourceConfig {
     Stdin(stdin::StdinSourceConfig),
     /// A deterministic built-in generator.
     Generator(generator::GeneratorConfig),
+    /// A Kinesis data stream.
+    #[cfg(feature = "kinesis")]
+    Kinesis(kinesis::KinesisSourceConfig),
 }
 
 impl SourceConfig {
@@ -91,6 +96,8 @@ impl SourceConfig {
             SourceConfig::File(_) => "file",
             SourceConfig::Stdin(_) => "stdin",
             SourceConfig::Generator(_) => "generator",
+            #[cfg(feature = "kinesis")]
+            SourceConfig::Kinesis(_) => "kinesis",
         }
     }
 
@@ -102,6 +109,8 @@ impl SourceConfig {
             SourceConfig::File(c) => errors.extend(c.validate()),
             SourceConfig::Stdin(c) => errors.extend(c.validate()),
             SourceConfig::Generator(c) => errors.extend(c.validate()),
+            #[cfg(feature = "kinesis")]
+            SourceConfig::Kinesis(c) => errors.extend(c.validate()),
         }
         if format == Format::Lines && (record.key.is_some() || record.time.is_some()) {
             errors.push(ConfigError::new(
@@ -124,6 +133,8 @@ impl SourceConfig {
             SourceConfig::File(c) => c.format,
             SourceConfig::Stdin(c) => c.format,
             SourceConfig::Generator(_) => Format::Json,
+            #[cfg(feature = "kinesis")]
+            SourceConfig::Kinesis(_) => Format::Json,
         }
     }
 
@@ -133,6 +144,8 @@ impl SourceConfig {
             SourceConfig::File(c) => c.max_record_bytes,
             SourceConfig::Stdin(c) => c.max_record_bytes,
             SourceConfig::Generator(_) => 1 << 20,
+            #[cfg(feature = "kinesis")]
+            SourceConfig::Kinesis(c) => c.max_record_bytes,
         }
     }
 
@@ -164,6 +177,8 @@ impl SourceConfig {
             SourceConfig::File(c) => Box::new(file::FileSource::new(c.clone())?),
             SourceConfig::Stdin(c) => Box::new(stdin::StdinSource::new(c.clone())),
             SourceConfig::Generator(c) => Box::new(generator::Generator::new(c.clone())),
+            #[cfg(feature = "kinesis")]
+            SourceConfig::Kinesis(c) => Box::new(kinesis::KinesisSource::new(c.clone())),
         })
     }
 }

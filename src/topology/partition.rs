@@ -76,6 +76,7 @@ impl PartitionRunner {
             batch = out;
         }
         self.sink.write(&batch).await?;
+        self.cx.dead_letters.extend(self.sink.take_dead_letters());
         self.write_dead().await
     }
 

@@ -1,0 +1,285 @@
+//! The slice of the Kinesis API osprey uses, behind a trait so unit tests can inject the faults
+//! a local server cannot produce (throttling, expired iterators). [`SdkKinesis`] is the real
+//! implementation over `aws-sdk-kinesis`.
+
+use async_trait::async_trait;
+
+/// A shard as ListShards describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardInfo {
+    /// Shard id.
+    pub id: String,
+    /// Parent and adjacent parent (after a split: one; after a merge: two).
+    pub parents: Vec<String>,
+}
+
+/// Where a shard iterator starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IteratorStart {
+    /// The oldest record still retained.
+    TrimHorizon,
+    /// Only records put after the iterator is created.
+    Latest,
+    /// The first record at or after this time (epoch milliseconds).
+    AtTimestamp(i64),
+    /// The record with this sequence number (to resume inside an aggregated record).
+    AtSequence(String),
+    /// The record after this sequence number.
+    AfterSequence(String),
+}
+
+/// One record as GetRecords returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KinesisRecord {
+    /// Sequence number (decimal string).
+    pub sequence: String,
+    /// Partition key.
+    pub partition_key: String,
+    /// Payload (possibly a KPL aggregate).
+    pub data: Vec<u8>,
+}
+
+/// A GetRecords response.
+#[derive(Debug, Clone, Default)]
+pub struct RecordsPage {
+    /// Records, in sequence order.
+    pub records: Vec<KinesisRecord>,
+    /// The next iterator; `None` when a closed shard has been read to its end.
+    pub next_iterator: Option<String>,
+    /// How far behind the tip of the shard this response is.
+    pub millis_behind_latest: Option<i64>,
+}
+
+/// One PutRecords entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutEntry {
+    /// Partition key.
+    pub partition_key: String,
+    /// Payload.
+    pub data: Vec<u8>,
+}
+
+/// A failed Kinesis call, classified by what the caller should do.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// ProvisionedThroughputExceeded / LimitExceeded: back off and retry.
+    #[error("throttled: {0}")]
+    Throttled(String),
+    /// The shard iterator expired: get a new one.
+    #[error("expired iterator: {0}")]
+    ExpiredIterator(String),
+    /// The stream or shard does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Anything else (network, service errors): retried with backoff by callers.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The Kinesis calls osprey makes.
+#[async_trait]
+pub trait KinesisApi: Send + Sync + 'static {
+    /// Every shard of the stream still within retention (open and closed), following pagination.
+    async fn list_shards(&self, stream: &str) -> Result<Vec<ShardInfo>, ApiError>;
+    /// A shard iterator.
+    async fn get_shard_iterator(
+        &self,
+        stream: &str,
+        shard: &str,
+        start: &IteratorStart,
+    ) -> Result<String, ApiError>;
+    /// Up to `limit` records from `iterator`.
+    async fn get_records(&self, iterator: &str, limit: i32) -> Result<RecordsPage, ApiError>;
+    /// Puts `entries`; returns one error code per entry (`None`: stored).
+    async fn put_records(
+        &self,
+        stream: &str,
+        entries: &[PutEntry],
+    ) -> Result<Vec<Option<String>>, ApiError>;
+}
+
+/// A stream named by name or by ARN.
+fn is_arn(stream: &str) -> bool {
+    stream.starts_with("arn:")
+}
+
+/// Builds an SDK client: region and credentials from the standard chain; `endpoint_url`
+/// overrides the endpoint (else `AWS_ENDPOINT_URL_KINESIS` / `AWS_ENDPOINT_URL` apply).
+pub async fn sdk_client(endpoint_url: Option<&str>) -> aws_sdk_kinesis::Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let shared = loader.load().await;
+    // Retries are ours (classified backoff per shard), so the SDK makes one attempt.
+    let conf = aws_sdk_kinesis::config::Builder::from(&shared)
+        .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::standard().with_max_attempts(2))
+        .build();
+    aws_sdk_kinesis::Client::from_conf(conf)
+}
+
+/// [`KinesisApi`] over the AWS SDK.
+#[derive(Clone)]
+pub struct SdkKinesis {
+    client: aws_sdk_kinesis::Client,
+}
+
+impl SdkKinesis {
+    /// See [`sdk_client`].
+    pub async fn new(endpoint_url: Option<&str>) -> Self {
+        SdkKinesis {
+            client: sdk_client(endpoint_url).await,
+        }
+    }
+
+    /// The underlying SDK client.
+    pub fn client(&self) -> &aws_sdk_kinesis::Client {
+        &self.client
+    }
+}
+
+fn classify<E, R>(e: aws_sdk_kinesis::error::SdkError<E, R>) -> ApiError
+where
+    E: aws_sdk_kinesis::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata};
+    let code = e.code().unwrap_or("").to_string();
+    let message = format!("{}", DisplayErrorContext(&e));
+    match code.as_str() {
+        "ProvisionedThroughputExceededException"
+        | "LimitExceededException"
+        | "KMSThrottlingException" => ApiError::Throttled(message),
+        "ExpiredIteratorException" => ApiError::ExpiredIterator(message),
+        "ResourceNotFoundException" => ApiError::NotFound(message),
+        _ => ApiError::Other(message),
+    }
+}
+
+#[async_trait]
+impl KinesisApi for SdkKinesis {
+    async fn list_shards(&self, stream: &str) -> Result<Vec<ShardInfo>, ApiError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = self.client.list_shards();
+            req = match &token {
+                Some(t) => req.next_token(t),
+                None if is_arn(stream) => req.stream_arn(stream),
+                None => req.stream_name(stream),
+            };
+            let resp = req.send().await.map_err(classify)?;
+            for s in resp.shards() {
+                let mut parents = Vec::new();
+                if let Some(p) = s.parent_shard_id() {
+                    parents.push(p.to_string());
+                }
+                if let Some(p) = s.adjacent_parent_shard_id() {
+                    parents.push(p.to_string());
+                }
+                out.push(ShardInfo {
+                    id: s.shard_id().to_string(),
+                    parents,
+                });
+            }
+            match resp.next_token() {
+                Some(t) if !t.is_empty() && !resp.shards().is_empty() => {
+                    token = Some(t.to_string())
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn get_shard_iterator(
+        &self,
+        stream: &str,
+        shard: &str,
+        start: &IteratorStart,
+    ) -> Result<String, ApiError> {
+        use aws_sdk_kinesis::types::ShardIteratorType as T;
+        let mut req = self.client.get_shard_iterator().shard_id(shard);
+        req = if is_arn(stream) {
+            req.stream_arn(stream)
+        } else {
+            req.stream_name(stream)
+        };
+        req = match start {
+            IteratorStart::TrimHorizon => req.shard_iterator_type(T::TrimHorizon),
+            IteratorStart::Latest => req.shard_iterator_type(T::Latest),
+            IteratorStart::AtTimestamp(ms) => req
+                .shard_iterator_type(T::AtTimestamp)
+                .timestamp(aws_sdk_kinesis::primitives::DateTime::from_millis(*ms)),
+            IteratorStart::AtSequence(s) => req
+                .shard_iterator_type(T::AtSequenceNumber)
+                .starting_sequence_number(s),
+            IteratorStart::AfterSequence(s) => req
+                .shard_iterator_type(T::AfterSequenceNumber)
+                .starting_sequence_number(s),
+        };
+        let resp = req.send().await.map_err(classify)?;
+        resp.shard_iterator()
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::Other("GetShardIterator returned no iterator".into()))
+    }
+
+    async fn get_records(&self, iterator: &str, limit: i32) -> Result<RecordsPage, ApiError> {
+        let resp = self
+            .client
+            .get_records()
+            .shard_iterator(iterator)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(RecordsPage {
+            records: resp
+                .records()
+                .iter()
+                .map(|r| KinesisRecord {
+                    sequence: r.sequence_number().to_string(),
+                    partition_key: r.partition_key().unwrap_or_default().to_string(),
+                    data: r.data().as_ref().to_vec(),
+                })
+                .collect(),
+            next_iterator: resp.next_shard_iterator().map(str::to_string),
+            millis_behind_latest: resp.millis_behind_latest(),
+        })
+    }
+
+    async fn put_records(
+        &self,
+        stream: &str,
+        entries: &[PutEntry],
+    ) -> Result<Vec<Option<String>>, ApiError> {
+        use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+        let mut req = self.client.put_records();
+        req = if is_arn(stream) {
+            req.stream_arn(stream)
+        } else {
+            req.stream_name(stream)
+        };
+        for e in entries {
+            let entry = PutRecordsRequestEntry::builder()
+                .partition_key(&e.partition_key)
+                .data(aws_sdk_kinesis::primitives::Blob::new(e.data.clone()))
+                .build()
+                .map_err(|e| ApiError::Other(e.to_string()))?;
+            req = req.records(entry);
+        }
+        let resp = req.send().await.map_err(classify)?;
+        let results: Vec<Option<String>> = resp
+            .records()
+            .iter()
+            .map(|r| r.error_code().map(str::to_string))
+            .collect();
+        if results.len() != entries.len() {
+            return Err(ApiError::Other(format!(
+                "PutRecords answered {} entries for {} sent",
+                results.len(),
+                entries.len()
+            )));
+        }
+        Ok(results)
+    }
+}
