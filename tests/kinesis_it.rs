@@ -494,13 +494,17 @@ key = "sensor_id"
 values = ["current_temperature"]
 [runtime]
 partitions = 2
+# Per-sensor scoring by both detectors (small windows: ~30 readings per sensor).
 [[operators]]
-type = "stats"
-# Add the discord and rcf operators here once they are merged (per-sensor scoring):
-# [[operators]]
-# type = "discord"
-# [[operators]]
-# type = "rcf"
+type = "discord"
+m = 4
+history = 64
+prefix = "discord_"
+[[operators]]
+type = "rcf"
+trees = 20
+sample_size = 32
+prefix = "rcf_"
 [sink]
 type = "kinesis"
 stream = "{output}"
