@@ -249,6 +249,25 @@ impl Metrics {
             .clone()
     }
 
+    /// A per-operator counter with a bounded `reason` label (failures by reason), registered
+    /// on first use. Labels: `operator`, `partition`, `reason`.
+    pub fn operator_reason_counter(&self, name: &'static str, help: &str) -> IntCounterVec {
+        let mut map = self
+            .operator_counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.entry(name.to_string())
+            .or_insert_with(|| {
+                counter(
+                    &self.registry,
+                    name,
+                    help,
+                    &["operator", "partition", "reason"],
+                )
+            })
+            .clone()
+    }
+
     /// A per-operator histogram, registered on first use.
     pub fn operator_histogram(
         &self,

@@ -4,6 +4,8 @@
 //! concurrently. The operators of a partition are chained in the task, so a record crosses
 //! no channel between operators (Flink's operator chaining).
 
+#[cfg(feature = "onnx")]
+pub mod classify;
 pub mod stats;
 
 use std::sync::Arc;
@@ -98,6 +100,18 @@ pub trait Operator: Send + 'static {
         Ok(())
     }
 
+    /// A barrier arrived, before [`Operator::on_checkpoint`]: emit what must not stay in
+    /// flight across the checkpoint (a batching operator classifies its pending images here,
+    /// so it needs no state for them). The output goes downstream before the barrier.
+    async fn on_barrier(
+        &mut self,
+        _barrier: Barrier,
+        _cx: &mut Context,
+        _out: &mut Batch,
+    ) -> Result<()> {
+        Ok(())
+    }
+
     /// A barrier: put everything needed to resume into `cx.writes` (keyed state flushes,
     /// RNG state, in-flight work). Called after every record before the barrier was processed.
     async fn on_checkpoint(&mut self, _barrier: Barrier, _cx: &mut Context) -> Result<()> {
@@ -116,6 +130,9 @@ pub trait Operator: Send + 'static {
 pub enum OperatorConfig {
     /// Per-key running count, mean, standard deviation, min and max.
     Stats(stats::StatsConfig),
+    /// Image classification with an ONNX model, in processing-time windows.
+    #[cfg(feature = "onnx")]
+    ClassifyImage(classify::config::ClassifyConfig),
 }
 
 impl OperatorConfig {
@@ -123,6 +140,8 @@ impl OperatorConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             OperatorConfig::Stats(_) => "stats",
+            #[cfg(feature = "onnx")]
+            OperatorConfig::ClassifyImage(_) => "classify_image",
         }
     }
 
@@ -130,6 +149,8 @@ impl OperatorConfig {
     pub fn name(&self) -> &str {
         match self {
             OperatorConfig::Stats(c) => c.name.as_deref().unwrap_or("stats"),
+            #[cfg(feature = "onnx")]
+            OperatorConfig::ClassifyImage(c) => c.name.as_deref().unwrap_or("classify_image"),
         }
     }
 
@@ -137,6 +158,8 @@ impl OperatorConfig {
     pub fn validate(&self, record: &RecordConfig) -> Vec<ConfigError> {
         match self {
             OperatorConfig::Stats(c) => c.validate(record),
+            #[cfg(feature = "onnx")]
+            OperatorConfig::ClassifyImage(c) => c.validate(),
         }
     }
 
@@ -144,6 +167,8 @@ impl OperatorConfig {
     pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Operator>> {
         Ok(match self {
             OperatorConfig::Stats(c) => Box::new(stats::Stats::new(c, cx)),
+            #[cfg(feature = "onnx")]
+            OperatorConfig::ClassifyImage(c) => Box::new(classify::ClassifyImage::new(c, cx)?),
         })
     }
 }

@@ -57,6 +57,7 @@ impl LineSplitter {
                             origin: Origin::default(),
                             header: false,
                             too_large: Some(*len),
+                            record: None,
                         };
                         self.skipping = None;
                         self.consume(i + 1);
@@ -115,6 +116,7 @@ impl LineSplitter {
                     origin: Origin::default(),
                     header: false,
                     too_large: Some(len + n),
+                    record: None,
                 },
                 end: self.base,
             });
