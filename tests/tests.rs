@@ -13,3 +13,6 @@ mod pipeline;
 mod checkpoint_restore;
 // `osprey validate`, `osprey checkpoints`, unusable checkpoints, --help/--version.
 mod cli;
+// Image classification from S3 (moto) end to end: accuracy, bad images, SIGKILL + restart.
+#[cfg(all(feature = "integration-tests", feature = "s3", feature = "onnx"))]
+mod classify_it;

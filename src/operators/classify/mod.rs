@@ -133,6 +133,7 @@ pub fn top_k(probs: &[f32], k: usize) -> Vec<Scored> {
         idx.truncate(k);
     }
     idx.sort_by(by);
+    idx.truncate(k);
     idx.into_iter()
         .map(|index| Scored {
             index,

@@ -83,6 +83,13 @@ impl Preprocess {
                 "not a JPEG, PNG, WebP or GIF image",
             ));
         }
+        if probe.format() == Some(image::ImageFormat::Jpeg) && !jpeg_complete(bytes) {
+            // The decoder would fill the missing rows with grey and return a picture.
+            return Err(rejected(
+                "corrupt_image",
+                "truncated JPEG: no end-of-image marker after the last scan",
+            ));
+        }
         let (w, h) = probe
             .into_dimensions()
             .map_err(|e| rejected("corrupt_image", format!("unreadable header: {e}")))?;
@@ -152,6 +159,16 @@ impl Preprocess {
         let mut out = vec![0.0; self.len()];
         self.tensor_into(&img, &mut out);
         Ok(out)
+    }
+}
+
+/// Whether a JPEG has an end-of-image marker (FF D9) after its last start-of-scan (FF DA).
+/// Inside entropy-coded data a literal FF is stuffed as FF 00, so FF D9 there is a marker.
+fn jpeg_complete(bytes: &[u8]) -> bool {
+    let find = |m: u8| bytes.windows(2).rposition(|w| w[0] == 0xFF && w[1] == m);
+    match (find(0xDA), find(0xD9)) {
+        (Some(sos), Some(eoi)) => eoi > sos,
+        _ => false,
     }
 }
 
