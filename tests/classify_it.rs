@@ -140,23 +140,17 @@ fn photo_key(file: &str) -> String {
     format!("photos/{wnid} – it's {rest}")
 }
 
-/// A PNG whose header claims 50,000 × 50,000 pixels (a decompression bomb's header).
+/// A PNG whose header claims 50,000 × 50,000 pixels (a decompression bomb's header): a real
+/// 1×1 PNG with its IHDR size (and CRC) rewritten.
 fn png_bomb() -> Vec<u8> {
-    let mut png = Vec::new();
-    png.extend_from_slice(b"\x89PNG\r\n\x1a\n");
-    let ihdr: Vec<u8> = [
-        &b"IHDR"[..],
-        &50_000u32.to_be_bytes(),
-        &50_000u32.to_be_bytes(),
-        &[8, 2, 0, 0, 0],
-    ]
-    .concat();
-    png.extend_from_slice(&13u32.to_be_bytes());
-    png.extend_from_slice(&ihdr);
-    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
-    png.extend_from_slice(&[0, 0, 0, 0]);
-    png.extend_from_slice(b"IEND");
-    png.extend_from_slice(&crc32(b"IEND").to_be_bytes());
+    let img = image::DynamicImage::ImageLuma8(image::GrayImage::new(1, 1));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    let mut png = out.into_inner();
+    png[16..20].copy_from_slice(&50_000u32.to_be_bytes());
+    png[20..24].copy_from_slice(&50_000u32.to_be_bytes());
+    let crc = crc32(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
     png
 }
 
