@@ -453,8 +453,11 @@ mod tests {
     use super::*;
 
     /// An in-memory bucket for the position logic (the S3 lister is tested against moto).
+    /// Key → (bytes, LastModified ms).
+    type Objects = BTreeMap<String, (Vec<u8>, i64)>;
+
     #[derive(Clone, Default)]
-    struct Mem(Arc<std::sync::Mutex<BTreeMap<String, (Vec<u8>, i64)>>>);
+    struct Mem(Arc<std::sync::Mutex<Objects>>);
 
     #[async_trait]
     impl Lister for Mem {
