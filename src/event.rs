@@ -23,6 +23,10 @@ pub struct Record {
     pub origin: Origin,
     /// Fields appended by operators, written after the original fields.
     pub fields: Vec<(Arc<str>, Field)>,
+    /// The raw bytes of a binary input (an image object), for operators that decode it
+    /// themselves. Shared, so cloning a record does not copy the bytes; never written by
+    /// sinks. `None` for text inputs.
+    pub blob: Option<Arc<[u8]>>,
 }
 
 /// Where a record was read: enough to find it again and to drop duplicates downstream.
@@ -63,6 +67,7 @@ impl Record {
             raw: None,
             origin: Origin::default(),
             fields: Vec::new(),
+            blob: None,
         }
     }
 

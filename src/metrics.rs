@@ -270,6 +270,12 @@ impl Metrics {
             .clone()
     }
 
+    /// A per-operator counter with a bounded `reason` label (failures by reason), registered
+    /// on first use. Labels: `operator`, `partition`, `reason`.
+    pub fn operator_reason_counter(&self, name: &'static str, help: &str) -> IntCounterVec {
+        self.operator_counter_with(name, help, &["reason"])
+    }
+
     /// A counter with the given labels (bounded ones only), registered on first use. For
     /// components whose natural label is not a partition, such as a Kinesis shard.
     pub fn labeled_counter(

@@ -24,3 +24,6 @@ mod eval;
 // Kinesis source and sink against kinesis-local: shards, resharding, KPL, SIGKILL end to end.
 #[cfg(feature = "integration-tests")]
 mod kinesis_it;
+// Image classification from S3 (moto) end to end: accuracy, bad images, SIGKILL + restart.
+#[cfg(all(feature = "integration-tests", feature = "s3", feature = "onnx"))]
+mod classify_it;

@@ -4,6 +4,8 @@
 //! concurrently. The operators of a partition are chained in the task, so a record crosses
 //! no channel between operators (Flink's operator chaining).
 
+#[cfg(feature = "onnx")]
+pub mod classify;
 pub mod enrich;
 pub mod filter;
 pub mod matrix_profile;
@@ -102,6 +104,18 @@ pub trait Operator: Send + 'static {
         Ok(())
     }
 
+    /// A barrier arrived, before [`Operator::on_checkpoint`]: emit what must not stay in
+    /// flight across the checkpoint (a batching operator classifies its pending images here,
+    /// so it needs no state for them). The output goes downstream before the barrier.
+    async fn on_barrier(
+        &mut self,
+        _barrier: Barrier,
+        _cx: &mut Context,
+        _out: &mut Batch,
+    ) -> Result<()> {
+        Ok(())
+    }
+
     /// A barrier: put everything needed to resume into `cx.writes` (keyed state flushes,
     /// RNG state, in-flight work). Called after every record before the barrier was processed.
     async fn on_checkpoint(&mut self, _barrier: Barrier, _cx: &mut Context) -> Result<()> {
@@ -128,6 +142,9 @@ pub enum OperatorConfig {
     Filter(filter::FilterConfig),
     /// Reference data merged into each record through cache tiers (Redis, HTTP, files).
     Enrich(Box<enrich::config::EnrichConfig>),
+    /// Image classification with an ONNX model, in processing-time windows.
+    #[cfg(feature = "onnx")]
+    ClassifyImage(classify::config::ClassifyConfig),
 }
 
 impl OperatorConfig {
@@ -139,6 +156,8 @@ impl OperatorConfig {
             OperatorConfig::Rcf(_) => "rcf",
             OperatorConfig::Filter(_) => "filter",
             OperatorConfig::Enrich(_) => "enrich",
+            #[cfg(feature = "onnx")]
+            OperatorConfig::ClassifyImage(_) => "classify_image",
         }
     }
 
@@ -150,6 +169,8 @@ impl OperatorConfig {
             OperatorConfig::Rcf(c) => c.name(),
             OperatorConfig::Filter(c) => c.name(),
             OperatorConfig::Enrich(c) => c.name.as_deref().unwrap_or("enrich"),
+            #[cfg(feature = "onnx")]
+            OperatorConfig::ClassifyImage(c) => c.name.as_deref().unwrap_or("classify_image"),
         }
     }
 
@@ -162,6 +183,8 @@ impl OperatorConfig {
             OperatorConfig::Rcf(c) => c.validate(values),
             OperatorConfig::Filter(c) => c.validate(),
             OperatorConfig::Enrich(c) => c.validate(record),
+            #[cfg(feature = "onnx")]
+            OperatorConfig::ClassifyImage(c) => c.validate(),
         }
     }
 
@@ -173,6 +196,9 @@ impl OperatorConfig {
             OperatorConfig::Rcf(c) => c.output_fields(),
             OperatorConfig::Filter(_) => vec![],
             OperatorConfig::Enrich(c) => vec![c.field.clone()],
+            // Results are new records, not fields appended to the input.
+            #[cfg(feature = "onnx")]
+            OperatorConfig::ClassifyImage(_) => vec![],
         }
     }
 
@@ -184,6 +210,8 @@ impl OperatorConfig {
             OperatorConfig::Rcf(c) => Box::new(rcf::RcfOperator::new(c, cx)),
             OperatorConfig::Filter(c) => Box::new(filter::Filter::new(c, cx)),
             OperatorConfig::Enrich(c) => Box::new(enrich::Enrich::new(c, cx)?),
+            #[cfg(feature = "onnx")]
+            OperatorConfig::ClassifyImage(c) => Box::new(classify::ClassifyImage::new(c, cx)?),
         })
     }
 }

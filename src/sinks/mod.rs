@@ -9,6 +9,8 @@
 pub mod file;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -52,6 +54,10 @@ pub enum SinkConfig {
     /// and sequence for de-duplication).
     #[cfg(feature = "kinesis")]
     Kinesis(kinesis::KinesisSinkConfig),
+    /// JSON lines in an S3 bucket under `dt=…/hour=…` partitions, uploaded per checkpoint
+    /// (exactly-once).
+    #[cfg(feature = "s3")]
+    S3(s3::S3SinkConfig),
 }
 
 impl Default for SinkConfig {
@@ -104,6 +110,8 @@ impl SinkConfig {
             SinkConfig::Null(_) => "null",
             #[cfg(feature = "kinesis")]
             SinkConfig::Kinesis(_) => "kinesis",
+            #[cfg(feature = "s3")]
+            SinkConfig::S3(_) => "s3",
         }
     }
 
@@ -113,6 +121,8 @@ impl SinkConfig {
             SinkConfig::File(c) => c.validate(at),
             #[cfg(feature = "kinesis")]
             SinkConfig::Kinesis(c) => c.validate(at),
+            #[cfg(feature = "s3")]
+            SinkConfig::S3(c) => c.validate(at),
             _ => vec![],
         }
     }
@@ -123,6 +133,8 @@ impl SinkConfig {
     pub fn recover(&self, epoch: Option<u64>) -> Result<()> {
         match self {
             SinkConfig::File(c) => c.recover(epoch),
+            #[cfg(feature = "s3")]
+            SinkConfig::S3(c) => c.recover(),
             _ => Ok(()),
         }
     }
@@ -145,7 +157,28 @@ impl SinkConfig {
             }),
             #[cfg(feature = "kinesis")]
             SinkConfig::Kinesis(c) => Box::new(kinesis::KinesisSink::new(c.clone(), component)),
+            #[cfg(feature = "s3")]
+            SinkConfig::S3(c) => Box::new(s3::S3Sink::new(c.clone(), component, first_epoch)?),
         })
+    }
+
+    /// Applies the commits that need a network call (uploads of `s3` sinks among `sinks`);
+    /// local renames are [`file::publish`]'s job. Idempotent.
+    pub async fn publish_remote(sinks: &[&SinkConfig], commits: &[Commit]) -> Result<()> {
+        #[cfg(feature = "s3")]
+        {
+            let s3: Vec<&s3::S3SinkConfig> = sinks
+                .iter()
+                .filter_map(|s| match s {
+                    SinkConfig::S3(c) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            s3::apply_uploads(&s3, commits).await?;
+        }
+        #[cfg(not(feature = "s3"))]
+        let _ = (sinks, commits);
+        Ok(())
     }
 
     /// The output directory, for sinks that have one.

@@ -69,6 +69,7 @@ impl LineSplitter {
                             origin: Origin::default(),
                             header: false,
                             too_large: Some(*len),
+                            record: None,
                         };
                         self.skipping = None;
                         self.consume(i + 1);
@@ -127,6 +128,7 @@ impl LineSplitter {
                     origin: Origin::default(),
                     header: false,
                     too_large: Some(len + n),
+                    record: None,
                 },
                 end: self.base,
             });

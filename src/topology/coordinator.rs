@@ -8,7 +8,8 @@
 //!    output and acks with the commits that would publish it;
 //! 3. with all acks in, snapshot the backend into `chk-n.tmp`, write the manifest (fsync,
 //!    rename), rename the directory to `chk-n`: the checkpoint is complete;
-//! 4. publish the sink output (renames), prune old checkpoints.
+//! 4. publish the sink output (renames, then uploads for object-store sinks), prune old
+//!    checkpoints.
 //!
 //! Only one checkpoint is in flight; partitions write state only on barriers, so nothing
 //! touches the backend between step 2 and step 3 except reads.
@@ -180,6 +181,7 @@ impl Coordinator<'_> {
             checksum: String::new(),
         };
         let started = f.started;
+        let remote = commits.clone();
         let (size, state_size) = tokio::task::spawn_blocking(move || -> Result<(u64, u64)> {
             if tmp.exists() {
                 std::fs::remove_dir_all(&tmp).map_err(|e| Error::io("clearing", &tmp, e))?;
@@ -197,6 +199,9 @@ impl Coordinator<'_> {
         })
         .await
         .map_err(|e| Error::Internal(format!("checkpoint task panicked: {e}")))??;
+        // Uploads (object-store sinks) need the network: after the manifest, like renames.
+        let dead_letter = self.cfg.dead_letter.resolve(&self.cfg.data_dir());
+        crate::sinks::SinkConfig::publish_remote(&[&self.cfg.sink, &dead_letter], &remote).await?;
         let m = crate::metrics::get();
         m.checkpoints.inc();
         m.checkpoint_duration

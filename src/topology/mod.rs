@@ -213,6 +213,8 @@ pub async fn run(
         tracing::info!(checkpoint = %path.display(), epoch = manifest.epoch, "Restoring checkpoint.");
         // The worker may have died between writing the manifest and publishing the output.
         crate::sinks::file::publish(&manifest.commits)?;
+        crate::sinks::SinkConfig::publish_remote(&[&cfg.sink, &dead_letter], &manifest.commits)
+            .await?;
     }
     let recover_epoch = if restore.is_some() {
         restored_epoch

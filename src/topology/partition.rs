@@ -110,6 +110,14 @@ impl PartitionRunner {
                 self.downstream(i + 1, out).await?;
             }
         }
+        // Work an operator must not carry across the checkpoint goes downstream first.
+        for i in 0..self.ops.len() {
+            let mut out = Vec::new();
+            self.ops[i].on_barrier(b, &mut self.cx, &mut out).await?;
+            if !out.is_empty() || !self.cx.dead_letters.is_empty() {
+                self.downstream(i + 1, out).await?;
+            }
+        }
         for op in &mut self.ops {
             op.on_checkpoint(b, &mut self.cx).await?;
         }

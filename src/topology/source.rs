@@ -119,6 +119,7 @@ impl SourceDriver {
             origin,
             header,
             too_large,
+            record,
         } = item;
         if header {
             return self.parser.set_header(&data).err().map(|e| {
@@ -145,6 +146,15 @@ impl SourceDriver {
                 },
                 Some(len),
             ));
+        }
+        if let Some(mut record) = record {
+            // Built by the source (object sources): route it as it is, keyed by its key.
+            let (key, group) = self.parser.key(&record.key);
+            record.key = key;
+            record.key_group = group;
+            let p = partition_of(group, self.key_groups, self.outputs.len());
+            self.buffers[p].push(*record);
+            return None;
         }
         match self.parser.parse_or_return(data, &stream, origin.clone()) {
             Ok(Some(record)) => {

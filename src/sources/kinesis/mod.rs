@@ -478,6 +478,7 @@ impl KinesisSource {
                     },
                     header: false,
                     too_large,
+                    record: None,
                 };
                 shard.read = Some(pos.clone());
                 shard.buffer.push_back((pos, item));

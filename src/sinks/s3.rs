@@ -1,0 +1,254 @@
+//! `type = "s3"`: JSON lines under `prefix/dt=YYYY-MM-DD/hour=HH/part-<component>-<epoch>.jsonl`,
+//! uploaded only when the checkpoint covering them completes (exactly-once).
+//!
+//! Records are staged in local files, one per (epoch, UTC hour of writing); on a barrier
+//! [`Sink::precommit`] fsyncs them and returns [`Commit::Upload`]s. The coordinator applies
+//! them with [`apply_uploads`] after the checkpoint's manifest is on disk (PUT, then delete
+//! the staged file), and again after a restart, so an upload interrupted by a crash is
+//! repeated: a PUT of the same key with the same bytes is harmless. Staged files of epochs
+//! that never completed are deleted by [`S3SinkConfig::recover`]: their records are replayed.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::Sink;
+use crate::config::ConfigError;
+use crate::event::Record;
+use crate::sources::s3::{S3Connection, sdk_error};
+use crate::state::checkpoint::{Commit, sync_dir};
+use crate::{Error, Result};
+
+/// `type = "s3"`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct S3SinkConfig {
+    /// Bucket to write to.
+    pub bucket: String,
+    /// Key prefix (`results/`); the `dt=…/hour=…/` partitions go under it.
+    #[serde(default)]
+    pub prefix: String,
+    /// Local folder for staged part files until their checkpoint completes. Default
+    /// `.osprey/s3-staging/<bucket>`; it must survive a crash (not a tmpfs that is wiped).
+    pub staging_dir: Option<PathBuf>,
+    /// Endpoint override for S3-compatible servers; path-style addressing when set.
+    pub endpoint_url: Option<String>,
+    /// Region. Default: the standard AWS SDK chain, else `us-east-1`.
+    pub region: Option<String>,
+}
+
+impl S3SinkConfig {
+    /// Semantic checks.
+    pub fn validate(&self, at: &str) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if self.bucket.is_empty() {
+            errors.push(ConfigError::new(
+                format!("{at}.bucket"),
+                "must name a bucket",
+            ));
+        }
+        errors
+    }
+
+    /// The staging folder.
+    pub fn staging(&self) -> PathBuf {
+        self.staging_dir.clone().unwrap_or_else(|| {
+            PathBuf::from(".osprey")
+                .join("s3-staging")
+                .join(&self.bucket)
+        })
+    }
+
+    /// The name uploads carry in [`Commit::Upload::sink`].
+    pub fn commit_name(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+
+    /// Deletes staged files left by epochs that never completed. Runs after the restored
+    /// checkpoint's uploads were re-applied, so what is left was never committed.
+    pub fn recover(&self) -> Result<()> {
+        let dir = self.staging();
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io("clearing", &dir, e))?;
+        }
+        Ok(())
+    }
+
+    fn connection(&self) -> S3Connection {
+        S3Connection {
+            endpoint_url: self.endpoint_url.clone(),
+            region: self.region.clone(),
+        }
+    }
+}
+
+/// Uploads the [`Commit::Upload`]s among `commits` that belong to one of `sinks`, then
+/// deletes their staged files. A commit whose staged file is gone was uploaded already.
+pub async fn apply_uploads(sinks: &[&S3SinkConfig], commits: &[Commit]) -> Result<()> {
+    let mut clients: BTreeMap<String, aws_sdk_s3::Client> = BTreeMap::new();
+    for c in commits {
+        let Commit::Upload { sink, from, key } = c else {
+            continue;
+        };
+        let Some(cfg) = sinks.iter().find(|s| s.commit_name() == *sink) else {
+            return Err(Error::Internal(format!(
+                "upload for {sink}, which is not a sink of this job"
+            )));
+        };
+        let body = match tokio::fs::read(from).await {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("reading", from, e)),
+        };
+        if !clients.contains_key(sink) {
+            clients.insert(sink.clone(), cfg.connection().client().await);
+        }
+        let client = &clients[sink];
+        client
+            .put_object()
+            .bucket(&cfg.bucket)
+            .key(key)
+            .content_type("application/x-ndjson")
+            .body(body.into())
+            .send()
+            .await
+            .map_err(|e| Error::Sink {
+                component: "s3".into(),
+                message: format!("uploading {key} to {}: {}", cfg.bucket, sdk_error(&e)),
+                retry: crate::Retry::WithBackoff,
+            })?;
+        match tokio::fs::remove_file(from).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("removing", from, e)),
+        }
+    }
+    Ok(())
+}
+
+/// See the module docs.
+pub struct S3Sink {
+    cfg: S3SinkConfig,
+    component: String,
+    dir: PathBuf,
+    epoch: u64,
+    /// Open staged files of this epoch by `dt=…/hour=…` partition.
+    open: BTreeMap<String, (std::io::BufWriter<std::fs::File>, PathBuf)>,
+    buf: String,
+}
+
+impl S3Sink {
+    /// A sink instance whose part files are named after `component`, starting at `epoch`.
+    pub fn new(cfg: S3SinkConfig, component: &str, epoch: u64) -> Result<Self> {
+        let dir = cfg.staging();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+        Ok(S3Sink {
+            cfg,
+            component: component.to_string(),
+            dir,
+            epoch,
+            open: BTreeMap::new(),
+            buf: String::new(),
+        })
+    }
+}
+
+/// `dt=YYYY-MM-DD/hour=HH` of a Unix time in milliseconds (UTC).
+pub fn partition_of_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let hour = secs.rem_euclid(86_400) / 3600;
+    let (y, m, d) = civil_from_days(days);
+    format!("dt={y:04}-{m:02}-{d:02}/hour={hour:02}")
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[async_trait]
+impl Sink for S3Sink {
+    async fn write(&mut self, records: &[Record]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let part = partition_of_ms((crate::metrics::now_secs() * 1000.0) as i64);
+        self.buf.clear();
+        for r in records {
+            r.write_json(&mut self.buf);
+            self.buf.push('\n');
+        }
+        if !self.open.contains_key(&part) {
+            let name = format!(
+                "{}-{:010}-{}.jsonl",
+                self.component,
+                self.epoch,
+                part.replace('/', "-")
+            );
+            let path = self.dir.join(name);
+            let f = std::fs::File::create(&path).map_err(|e| Error::io("creating", &path, e))?;
+            self.open.insert(
+                part.clone(),
+                (std::io::BufWriter::with_capacity(64 * 1024, f), path),
+            );
+        }
+        let (w, path) = self.open.get_mut(&part).expect("opened above");
+        w.write_all(self.buf.as_bytes())
+            .map_err(|e| Error::io("writing", &*path, e))?;
+        crate::metrics::get()
+            .sink_records
+            .with_label_values(&[&self.component])
+            .inc_by(records.len() as u64);
+        Ok(())
+    }
+
+    async fn precommit(&mut self, epoch: u64) -> Result<Vec<Commit>> {
+        let mut commits = Vec::new();
+        for (part, (w, path)) in std::mem::take(&mut self.open) {
+            let f = w
+                .into_inner()
+                .map_err(|e| Error::io("writing", &path, e.into_error()))?;
+            f.sync_all().map_err(|e| Error::io("syncing", &path, e))?;
+            commits.push(Commit::Upload {
+                sink: self.cfg.commit_name(),
+                from: path,
+                key: format!(
+                    "{}{part}/part-{}-{:010}.jsonl",
+                    self.cfg.prefix, self.component, self.epoch
+                ),
+            });
+        }
+        if !commits.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        self.epoch = epoch + 1;
+        Ok(commits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_by_utc_day_and_hour() {
+        assert_eq!(partition_of_ms(0), "dt=1970-01-01/hour=00");
+        // 2024-02-29T23:59:59.999Z
+        assert_eq!(partition_of_ms(1_709_251_199_999), "dt=2024-02-29/hour=23");
+        // 2000-03-01T05:00:00Z
+        assert_eq!(partition_of_ms(951_886_800_000), "dt=2000-03-01/hour=05");
+    }
+}
