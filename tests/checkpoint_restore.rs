@@ -87,12 +87,15 @@ fn sigkill_three_times_gives_byte_identical_output() {
     let checkpoints = d.join("crashed-data/checkpoints");
     let mut restored = 0;
     for round in 0..3u64 {
-        // Kill at a random point of the remaining work: wait until a checkpoint covers a random
-        // fraction (20–70 %) of what is left, then a random 0–250 ms more, then SIGKILL.
-        let done = newest_records(&checkpoints);
-        let frac = 0.2 + 0.5 * ((mix(seed ^ round) >> 11) as f64 / (1u64 << 53) as f64);
-        let target = done + ((RECORDS - done) as f64 * frac) as u64;
-        let extra = Duration::from_millis(mix(seed ^ round ^ 0xff) % 250);
+        // Kill at a random point: wait until a checkpoint covers a random 10–25 % (round 0),
+        // 30–45 % (round 1) or 50–65 % (round 2) of the input, then a random 0–50 ms more, then
+        // SIGKILL. Checkpoints lag the source by at most one interval, so the kill always lands
+        // before the end of the input.
+        let frac = 0.1
+            + 0.2 * round as f64
+            + 0.15 * ((mix(seed ^ round) >> 11) as f64 / (1u64 << 53) as f64);
+        let target = (RECORDS as f64 * frac) as u64;
+        let extra = Duration::from_millis(mix(seed ^ round ^ 0xff) % 50);
         let mut child = osprey()
             .args(["run", crashed.to_str().unwrap()])
             .stderr(std::process::Stdio::piped())
