@@ -132,9 +132,11 @@ async fn run_command(args: RunArgs) -> crate::Result<()> {
     if args.no_metrics {
         cfg.metrics.enabled = false;
     }
+    // The built-in demo starts over each time, so the quick start always prints its output.
+    let fresh = args.fresh || (args.job.is_none() && args.from_checkpoint.is_none());
     let opts = RunOptions {
         from_checkpoint: args.from_checkpoint,
-        fresh: args.fresh,
+        fresh,
     };
     run_job(cfg, opts, crate::shutdown::signal())
         .await

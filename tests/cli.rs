@@ -244,3 +244,29 @@ fn metrics_health_and_readiness_endpoints() {
     assert!(health.unwrap().0.contains("200"));
     assert!(missing.unwrap().0.contains("404"));
 }
+
+#[test]
+fn the_built_in_demo_prints_flagged_points_every_time() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let out = osprey()
+            .current_dir(dir.path())
+            .args(["run", "--no-metrics"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(
+            lines.iter().any(|r| r["t"] == 36_241),
+            "the drop is printed: {} lines",
+            lines.len()
+        );
+    }
+}
