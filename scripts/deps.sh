@@ -7,6 +7,9 @@ need=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v clang >/dev/null 2>&1 || need+=(clang)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# The test services: kinesis-local comes from npm, moto from PyPI into a venv.
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 [ "${#need[@]}" -eq 0 ] && exit 0
 
 sudo=""
