@@ -174,7 +174,14 @@ struct Job {
     path: PathBuf,
 }
 
-fn job(env: &Env, input: &str, output: &str, model: &str, input_name: &str) -> Job {
+/// `model` and `labels`: file names under `$OSPREY_SHARED/models`, or `s3://` URIs.
+fn job(env: &Env, input: &str, output: &str, model: &str, labels: &str, input_name: &str) -> Job {
+    let models = env.shared.join("models");
+    let locate = |f: &str| match f.starts_with("s3://") {
+        true => f.to_string(),
+        false => models.join(f).display().to_string(),
+    };
+    let (model, labels) = (locate(model), locate(labels));
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         r#"
@@ -193,9 +200,10 @@ type = "classify_image"
 window = "60s"
 max_batch = 8
 [operators.model]
-path = "{models}/{model}"
-labels = "{models}/imagenet_labels.txt"
+path = "{model}"
+labels = "{labels}"
 input = "{input_name}"
+endpoint_url = "{endpoint}"
 
 [sink]
 type = "s3"
@@ -224,7 +232,6 @@ channel_capacity = 8
 enabled = false
 "#,
         endpoint = env.endpoint,
-        models = env.shared.join("models").display(),
     );
     let path = util::job(dir.path(), "job.toml", &text);
     Job { dir, path }
@@ -313,6 +320,7 @@ async fn efficientnet_accuracy_bad_files_and_sigkill_restart() {
         &input,
         &output,
         "efficientnet_lite0_imagenetnorm.onnx",
+        "imagenet_labels.txt",
         "input_imagenet_norm",
     );
     // First run: SIGKILL once a checkpoint has completed (results partly uploaded).
@@ -445,7 +453,20 @@ async fn resnet18_random_init_runs_through_the_same_path() {
         )
         .await;
     }
-    let job = job(&env, &input, &output, "resnet18_random_init.onnx", "input");
+    // The model and its labels come from S3 too.
+    let models = env.shared.join("models");
+    for f in ["resnet18_random_init.onnx", "imagenet_labels.txt"] {
+        let body = std::fs::read(models.join(f)).unwrap();
+        put(&env.client, &input, &format!("models/{f}"), body).await;
+    }
+    let job = job(
+        &env,
+        &input,
+        &output,
+        &format!("s3://{input}/models/resnet18_random_init.onnx"),
+        &format!("s3://{input}/models/imagenet_labels.txt"),
+        "input",
+    );
     let out = osprey_run(&job).output().unwrap();
     assert!(
         out.status.success(),

@@ -40,6 +40,40 @@ impl S3Connection {
     }
 }
 
+/// Reads one whole object, for files loaded once at start (a model, a labels file). Safe to
+/// call from synchronous code running inside the async runtime: the request runs on a
+/// thread of its own with a runtime of its own.
+pub fn get_object_blocking(
+    conn: &S3Connection,
+    bucket: &str,
+    key: &str,
+) -> std::result::Result<Vec<u8>, String> {
+    let fetch = async {
+        let client = conn.client().await;
+        let out = client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| sdk_error(&e))?;
+        let body = out.body.collect().await.map_err(|e| sdk_error(&e))?;
+        Ok::<_, String>(body.into_bytes().to_vec())
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?
+                .block_on(fetch)
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the download thread panicked".into()))
+    })
+    .map_err(|e| format!("reading s3://{bucket}/{key}: {e}"))
+}
+
 /// Formats an SDK error with its source chain (the SDK's `Display` alone says "service error").
 pub fn sdk_error(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();

@@ -42,10 +42,17 @@ pub struct ClassifyConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Path of the `.onnx` file.
+    /// Path of the `.onnx` file, or an `s3://bucket/key` URI (fetched once at start through
+    /// the standard AWS SDK chain; see `endpoint_url` and `region`).
     pub path: PathBuf,
-    /// Class names, one per line in class-index order. Default: the class index as the name.
+    /// Class names, one per line in class-index order; a path or an `s3://` URI. Default:
+    /// the class index as the name.
     pub labels: Option<PathBuf>,
+    /// For `s3://` paths: endpoint override for S3-compatible servers (path-style
+    /// addressing). Default: the standard AWS SDK chain.
+    pub endpoint_url: Option<String>,
+    /// For `s3://` paths: the region. Default: the standard AWS SDK chain, else `us-east-1`.
+    pub region: Option<String>,
     /// Name of the model's image input. Default `input`.
     #[serde(default = "default_input")]
     pub input: String,
@@ -100,19 +107,16 @@ impl ClassifyConfig {
     /// Semantic checks (paths relative to this operator).
     pub fn validate(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();
-        if !self.model.path.is_file() {
-            errors.push(ConfigError::new(
-                "model.path",
-                format!("{} is not a file", self.model.path.display()),
-            ));
-        }
-        if let Some(l) = &self.model.labels
-            && !l.is_file()
-        {
-            errors.push(ConfigError::new(
-                "model.labels",
-                format!("{} is not a file", l.display()),
-            ));
+        let paths = [
+            ("model.path", Some(&self.model.path)),
+            ("model.labels", self.model.labels.as_ref()),
+        ];
+        for (field, path) in paths {
+            if let Some(p) = path
+                && let Err(e) = check_location(p)
+            {
+                errors.push(ConfigError::new(field, e));
+            }
         }
         if self.window.as_std().is_zero() {
             errors.push(ConfigError::new("window", "must be greater than zero"));
@@ -138,5 +142,51 @@ impl ClassifyConfig {
             errors.push(ConfigError::new("model.std", "must be finite and non-zero"));
         }
         errors
+    }
+}
+
+/// Where a model or labels file is: a local path or an S3 object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location<'a> {
+    /// A local file.
+    File(&'a std::path::Path),
+    /// `s3://bucket/key`.
+    S3 {
+        /// Bucket.
+        bucket: &'a str,
+        /// Key.
+        key: &'a str,
+    },
+}
+
+impl<'a> Location<'a> {
+    /// Reads `path`: anything starting with `s3://` is an S3 URI (which must name a bucket
+    /// and a key), everything else a local path.
+    pub fn of(path: &'a std::path::Path) -> Result<Location<'a>, String> {
+        match path
+            .to_str()
+            .and_then(|p| p.strip_prefix("s3://").map(|_| p))
+        {
+            None => Ok(Location::File(path)),
+            Some(uri) => {
+                let (bucket, key) = uri
+                    .strip_prefix("s3://")
+                    .and_then(|rest| rest.split_once('/'))
+                    .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+                    .ok_or_else(|| format!("{uri} is not an s3://bucket/key URI"))?;
+                Ok(Location::S3 { bucket, key })
+            }
+        }
+    }
+}
+
+fn check_location(path: &std::path::Path) -> Result<(), String> {
+    match Location::of(path)? {
+        Location::File(p) if !p.is_file() => Err(format!("{} is not a file", p.display())),
+        Location::File(_) => Ok(()),
+        #[cfg(feature = "s3")]
+        Location::S3 { .. } => Ok(()),
+        #[cfg(not(feature = "s3"))]
+        Location::S3 { .. } => Err("s3:// paths need osprey built with the `s3` feature".into()),
     }
 }

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::Semaphore;
 
-use self::config::ClassifyConfig;
+use self::config::{ClassifyConfig, Location, ModelConfig};
 use self::model::Model;
 use self::preprocess::{Preprocess, Rejected};
 use super::{Barrier, BuildContext, Context, Operator};
@@ -73,14 +73,26 @@ fn load_shared(cfg: &ClassifyConfig, name: &str) -> Result<Arc<Shared>> {
         operator: name.to_string(),
         message,
     };
-    let model = Model::load(&m.path, &m.input, m.input_size as usize)
-        .map_err(|e| fail(format!("loading model {e}")))?;
+    let size = m.input_size as usize;
+    let model = match Location::of(&m.path).map_err(&fail)? {
+        Location::File(p) => Model::load(p, &m.input, size),
+        Location::S3 { bucket, key } => fetch(m, bucket, key)
+            .and_then(|bytes| Model::load_bytes(&bytes, &m.path.to_string_lossy(), &m.input, size)),
+    }
+    .map_err(|e| fail(format!("loading model {e}")))?;
     let labels: Vec<Arc<str>> = match &m.labels {
-        Some(p) => std::fs::read_to_string(p)
-            .map_err(|e| Error::io("reading labels", p, e))?
-            .lines()
-            .map(|l| Arc::from(l.trim()))
-            .collect(),
+        Some(p) => match Location::of(p).map_err(&fail)? {
+            Location::File(p) => {
+                std::fs::read_to_string(p).map_err(|e| Error::io("reading labels", p, e))?
+            }
+            Location::S3 { bucket, key } => {
+                String::from_utf8(fetch(m, bucket, key).map_err(&fail)?)
+                    .map_err(|_| fail(format!("{}: labels are not UTF-8", p.display())))?
+            }
+        }
+        .lines()
+        .map(|l| Arc::from(l.trim()))
+        .collect(),
         None => (0..model.classes())
             .map(|i| Arc::from(i.to_string()))
             .collect(),
@@ -104,6 +116,23 @@ fn load_shared(cfg: &ClassifyConfig, name: &str) -> Result<Arc<Shared>> {
     });
     cache.insert(key, Arc::clone(&shared));
     Ok(shared)
+}
+
+/// Reads an S3 object named by the model config.
+#[cfg(feature = "s3")]
+fn fetch(m: &ModelConfig, bucket: &str, key: &str) -> std::result::Result<Vec<u8>, String> {
+    let conn = crate::sources::s3::S3Connection {
+        endpoint_url: m.endpoint_url.clone(),
+        region: m.region.clone(),
+    };
+    crate::sources::s3::get_object_blocking(&conn, bucket, key)
+}
+
+#[cfg(not(feature = "s3"))]
+fn fetch(_: &ModelConfig, bucket: &str, key: &str) -> std::result::Result<Vec<u8>, String> {
+    Err(format!(
+        "s3://{bucket}/{key}: osprey was built without the `s3` feature"
+    ))
 }
 
 /// One label of a result.
@@ -439,6 +468,26 @@ mod tests {
             naive.truncate(k);
             let got: Vec<usize> = top_k(&p, k).into_iter().map(|s| s.index).collect();
             prop_assert_eq!(got, naive);
+        }
+    }
+
+    #[test]
+    fn model_locations() {
+        use std::path::Path;
+        assert_eq!(
+            Location::of(Path::new("models/m.onnx")),
+            Ok(Location::File(Path::new("models/m.onnx")))
+        );
+        assert_eq!(
+            Location::of(Path::new("s3://b/models/m v2.onnx")),
+            Ok(Location::S3 {
+                bucket: "b",
+                key: "models/m v2.onnx"
+            })
+        );
+        for bad in ["s3://", "s3://bucket", "s3://bucket/", "s3:///key"] {
+            let e = Location::of(Path::new(bad)).unwrap_err();
+            assert!(e.contains("not an s3://bucket/key URI"), "{bad}: {e}");
         }
     }
 }

@@ -34,10 +34,27 @@ impl Model {
     /// Loads `path`, pins input `input` to `[N, 3, size, size]` f32 with a symbolic `N`,
     /// optimises, and checks that the output is `[N, classes]`.
     pub fn load(path: &Path, input: &str, size: usize) -> Result<Model, String> {
+        Self::load_with(&path.display().to_string(), input, size, || {
+            tract_onnx::onnx().model_for_path(path)
+        })
+    }
+
+    /// As [`Model::load`], from the bytes of an `.onnx` file (a model fetched from S3);
+    /// `what` names it in errors. Models with external data files need a local path.
+    pub fn load_bytes(bytes: &[u8], what: &str, input: &str, size: usize) -> Result<Model, String> {
+        Self::load_with(what, input, size, || {
+            tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(bytes))
+        })
+    }
+
+    fn load_with(
+        what: &str,
+        input: &str,
+        size: usize,
+        read: impl FnOnce() -> TractResult<InferenceModel>,
+    ) -> Result<Model, String> {
         let load = || -> TractResult<(TypedModel, Symbol, usize)> {
-            let model = tract_onnx::onnx()
-                .model_for_path(path)?
-                .with_input_names([input])?;
+            let model = read()?.with_input_names([input])?;
             let n = model.sym("N");
             let model = model
                 .with_input_fact(
@@ -60,7 +77,7 @@ impl Model {
                 })?;
             Ok((model, n, classes as usize))
         };
-        let (typed, batch, classes) = load().map_err(|e| format!("{}: {e:#}", path.display()))?;
+        let (typed, batch, classes) = load().map_err(|e| format!("{what}: {e:#}"))?;
         Ok(Model {
             typed,
             batch,
