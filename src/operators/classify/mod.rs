@@ -22,6 +22,7 @@
 pub mod config;
 pub mod model;
 pub mod preprocess;
+pub mod resize;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -44,7 +45,7 @@ pub const IMAGES: &str = "osprey_classify_images_total";
 pub const FAILURES: &str = "osprey_classify_failures_total";
 /// Images per inference batch.
 pub const BATCH_SIZE: &str = "osprey_classify_batch_size";
-/// Time to decode, preprocess and run one inference batch chunk.
+/// Time to decode, preprocess and classify one image.
 pub const INFERENCE_SECONDS: &str = "osprey_classify_inference_seconds";
 /// Time from the object's LastModified to its result.
 pub const END_TO_END_SECONDS: &str = "osprey_classify_end_to_end_seconds";
@@ -54,7 +55,6 @@ struct Shared {
     model: Model,
     labels: Vec<Arc<str>>,
     workers: Arc<Semaphore>,
-    worker_count: usize,
 }
 
 type CacheKey = (PathBuf, String, u32);
@@ -112,7 +112,6 @@ fn load_shared(cfg: &ClassifyConfig, name: &str) -> Result<Arc<Shared>> {
         model,
         labels,
         workers: Arc::new(Semaphore::new(worker_count)),
-        worker_count,
     });
     cache.insert(key, Arc::clone(&shared));
     Ok(shared)
@@ -171,56 +170,34 @@ pub fn top_k(probs: &[f32], k: usize) -> Vec<Scored> {
         .collect()
 }
 
-/// What a chunk of images produced: per image its top-k or why it was rejected, and the
-/// chunk's compute time.
-type ChunkResult = (Vec<std::result::Result<Vec<Scored>, Rejected>>, Duration);
+/// What one image produced: its top-k or why it was rejected, and the compute time.
+type ImageResult = (std::result::Result<Vec<Scored>, Rejected>, Duration);
 
-/// Decodes, preprocesses and classifies one chunk (runs on the blocking pool).
-fn classify_chunk(
+/// Decodes, preprocesses and classifies one image (runs on the blocking pool). `Err` is an
+/// inference failure, which stops the job; a bad image is an `Ok` rejection.
+fn classify_one(
     shared: &Shared,
     pre: &Preprocess,
-    blobs: &[Option<Arc<[u8]>>],
+    blob: Option<&[u8]>,
     k: usize,
-) -> std::result::Result<ChunkResult, String> {
+) -> std::result::Result<ImageResult, String> {
     let started = Instant::now();
-    let mut data = Vec::with_capacity(blobs.len() * pre.len());
-    let mut outcomes: Vec<std::result::Result<(), Rejected>> = Vec::with_capacity(blobs.len());
-    for b in blobs {
-        let Some(bytes) = b else {
-            outcomes.push(Err(Rejected {
-                reason: "no_bytes",
-                message: "the record carries no object bytes (use an s3 or dir source)".into(),
-            }));
-            continue;
+    let Some(bytes) = blob else {
+        let no_bytes = Rejected {
+            reason: "no_bytes",
+            message: "the record carries no object bytes (use an s3 or dir source)".into(),
         };
-        match pre.decode(bytes) {
-            Ok(img) => {
-                let at = data.len();
-                data.resize(at + pre.len(), 0.0);
-                pre.tensor_into(&img, &mut data[at..]);
-                outcomes.push(Ok(()));
-            }
-            Err(r) => outcomes.push(Err(r)),
-        }
-    }
-    let n = outcomes.iter().filter(|o| o.is_ok()).count();
-    let logits = if n > 0 {
-        shared.model.run(n, data)?
-    } else {
-        Vec::new()
+        return Ok((Err(no_bytes), started.elapsed()));
     };
-    let classes = shared.model.classes();
-    let mut rows = logits.chunks(classes.max(1));
-    let results = outcomes
-        .into_iter()
-        .map(|o| {
-            o.map(|()| {
-                let row = rows.next().expect("one logits row per decoded image");
-                top_k(&softmax(row), k)
-            })
-        })
-        .collect();
-    Ok((results, started.elapsed()))
+    let img = match pre.decode(bytes) {
+        Ok(img) => img,
+        Err(r) => return Ok((Err(r), started.elapsed())),
+    };
+    let mut data = vec![0.0; pre.len()];
+    pre.tensor_into(&img, &mut data);
+    drop(img);
+    let logits = shared.model.run(1, data)?;
+    Ok((Ok(top_k(&softmax(&logits), k)), started.elapsed()))
 }
 
 struct Names {
@@ -282,7 +259,7 @@ impl ClassifyImage {
             inference: m
                 .operator_histogram(
                     INFERENCE_SECONDS,
-                    "Decode, preprocess and inference time per batch chunk.",
+                    "Decode, preprocess and inference time per image.",
                     secs.clone(),
                 )
                 .with_label_values(&[&name]),
@@ -327,12 +304,11 @@ impl ClassifyImage {
         }
         let records = std::mem::take(&mut self.pending);
         self.batch_size.observe(records.len() as f64);
-        let workers = self.shared.worker_count;
-        let per_chunk = records.len().div_ceil(workers).max(1);
-        let blobs: Vec<Option<Arc<[u8]>>> = records.iter().map(|r| r.blob.clone()).collect();
+        // One blocking task per image, at most `workers` at a time across all partitions:
+        // every worker stays busy until the batch's last image.
         let mut tasks = tokio::task::JoinSet::new();
-        for (i, chunk) in blobs.chunks(per_chunk).enumerate() {
-            let chunk = chunk.to_vec();
+        for (i, r) in records.iter().enumerate() {
+            let blob = r.blob.clone();
             let shared = Arc::clone(&self.shared);
             let pre = Arc::clone(&self.pre);
             let k = self.top_k;
@@ -341,25 +317,24 @@ impl ClassifyImage {
                 .await
                 .map_err(|_| Error::Internal("the worker semaphore closed".into()))?;
             tasks.spawn_blocking(move || {
-                let r = classify_chunk(&shared, &pre, &chunk, k);
+                let r = classify_one(&shared, &pre, blob.as_deref(), k);
                 drop(permit);
                 (i, r)
             });
         }
-        let mut chunks: Vec<Option<ChunkResult>> = (0..tasks.len()).map(|_| None).collect();
+        let mut results: Vec<Option<std::result::Result<Vec<Scored>, Rejected>>> =
+            (0..records.len()).map(|_| None).collect();
         while let Some(joined) = tasks.join_next().await {
             let (i, r) =
                 joined.map_err(|e| Error::Internal(format!("inference task panicked: {e}")))?;
-            let r = r.map_err(|message| Error::Operator {
+            let (result, took) = r.map_err(|message| Error::Operator {
                 operator: self.name.clone(),
                 message: format!("inference failed: {message}"),
             })?;
-            self.inference.observe(r.1.as_secs_f64());
-            chunks[i] = Some(r);
+            self.inference.observe(took.as_secs_f64());
+            results[i] = Some(result);
         }
-        let results = chunks
-            .into_iter()
-            .flat_map(|c| c.expect("every chunk joined").0);
+        let results = results.into_iter().map(|r| r.expect("every image joined"));
         let now = now_ms();
         let end = self.window_start.saturating_add(self.window_ms);
         for (mut r, result) in records.into_iter().zip(results) {

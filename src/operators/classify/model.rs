@@ -1,5 +1,11 @@
-//! The ONNX model: loaded and optimised once with a symbolic batch dimension `N`, then run on
-//! batches of any size. The only file that names tract.
+//! The ONNX model: loaded and optimised once for one image (`[1, 3, size, size]`), then run
+//! image by image. The only file that names tract.
+//!
+//! Why not a symbolic batch dimension: tract runs a plan optimised with `N` left symbolic
+//! through generic (≈ 10× slower) convolution paths, and plans specialised to a concrete
+//! `N > 1` were no faster per image than `N = 1` for ResNet-18 and about 2× slower for
+//! EfficientNet-Lite0 (depthwise convolutions) on the machines we measured (docs/BENCHMARKS.md).
+//! Batching still happens, a level up: a window's images are spread over the worker pool.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,16 +13,8 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 
 /// A loaded, optimised, runnable classifier.
-///
-/// The model is analysed and decluttered once with a symbolic batch `N`. tract can run a
-/// plan optimised with `N` left symbolic, but its convolutions then take generic paths
-/// (≈ 10× slower here), so each batch is split into power-of-two sub-batches
-/// (13 = 8 + 4 + 1) and each size gets a plan specialised from the symbolic model and
-/// optimised on first use, then cached: at most `log2(max_batch) + 1` plans.
 pub struct Model {
-    typed: TypedModel,
-    batch: Symbol,
-    plans: std::sync::Mutex<std::collections::HashMap<usize, Arc<TypedRunnableModel>>>,
+    plan: Arc<TypedRunnableModel>,
     size: usize,
     classes: usize,
 }
@@ -31,8 +29,8 @@ impl std::fmt::Debug for Model {
 }
 
 impl Model {
-    /// Loads `path`, pins input `input` to `[N, 3, size, size]` f32 with a symbolic `N`,
-    /// optimises, and checks that the output is `[N, classes]`.
+    /// Loads `path`, pins input `input` to `[1, 3, size, size]` f32,
+    /// optimises, and checks that the output is `[1, classes]`.
     pub fn load(path: &Path, input: &str, size: usize) -> Result<Model, String> {
         Self::load_with(&path.display().to_string(), input, size, || {
             tract_onnx::onnx().model_for_path(path)
@@ -53,16 +51,11 @@ impl Model {
         size: usize,
         read: impl FnOnce() -> TractResult<InferenceModel>,
     ) -> Result<Model, String> {
-        let load = || -> TractResult<(TypedModel, Symbol, usize)> {
-            let model = read()?.with_input_names([input])?;
-            let n = model.sym("N");
-            let model = model
-                .with_input_fact(
-                    0,
-                    f32::fact([n.to_dim(), 3.to_dim(), size.to_dim(), size.to_dim()]).into(),
-                )?
-                .into_typed()?
-                .into_decluttered()?;
+        let load = || -> TractResult<(Arc<TypedRunnableModel>, usize)> {
+            let model = read()?
+                .with_input_names([input])?
+                .with_input_fact(0, f32::fact([1, 3, size, size]).into())?
+                .into_optimized()?;
             let out = model.output_fact(0)?.clone();
             let classes = out
                 .shape
@@ -75,35 +68,14 @@ impl Model {
                         out.shape
                     ))
                 })?;
-            Ok((model, n, classes as usize))
+            Ok((model.into_runnable()?, classes as usize))
         };
-        let (typed, batch, classes) = load().map_err(|e| format!("{what}: {e:#}"))?;
+        let (plan, classes) = load().map_err(|e| format!("{what}: {e:#}"))?;
         Ok(Model {
-            typed,
-            batch,
-            plans: Default::default(),
+            plan,
             size,
             classes,
         })
-    }
-
-    /// The plan for batches of exactly `n` (built on first use).
-    fn plan(&self, n: usize) -> Result<Arc<TypedRunnableModel>, String> {
-        if let Some(p) = self.plans.lock().unwrap_or_else(|p| p.into_inner()).get(&n) {
-            return Ok(Arc::clone(p));
-        }
-        let subs = std::collections::HashMap::from([(self.batch.clone(), TDim::from(n as i64))]);
-        let plan = self
-            .typed
-            .set_symbols(&subs)
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| format!("specialising the model for batch {n}: {e:#}"))?;
-        self.plans
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(n, Arc::clone(&plan));
-        Ok(plan)
     }
 
     /// Number of classes (the output's last dimension).
@@ -119,31 +91,25 @@ impl Model {
             return Err(format!("{} floats for {n} images", data.len()));
         }
         let mut logits = Vec::with_capacity(n * self.classes);
-        let mut done = 0;
-        while done < n {
-            // Largest power of two that fits what is left.
-            let m = 1usize << (usize::BITS - 1 - (n - done).leading_zeros());
-            let input = tract_ndarray::Array4::from_shape_vec(
-                (m, 3, self.size, self.size),
-                data[done * per..(done + m) * per].to_vec(),
-            )
-            .map_err(|e| e.to_string())?;
+        for image in data.chunks_exact(per) {
+            let input =
+                tract_ndarray::Array4::from_shape_vec((1, 3, self.size, self.size), image.to_vec())
+                    .map_err(|e| e.to_string())?;
             let out = self
-                .plan(m)?
+                .plan
                 .run(tvec!(Tensor::from(input).into()))
                 .map_err(|e| format!("{e:#}"))?;
             let view = out[0]
                 .to_plain_array_view::<f32>()
                 .map_err(|e| format!("{e:#}"))?;
-            if view.len() != m * self.classes {
+            if view.len() != self.classes {
                 return Err(format!(
-                    "output has {} values, expected {m} × {}",
+                    "output has {} values, expected {}",
                     view.len(),
                     self.classes
                 ));
             }
             logits.extend(view.iter().copied());
-            done += m;
         }
         Ok(logits)
     }

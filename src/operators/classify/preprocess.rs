@@ -1,6 +1,6 @@
 //! Image bytes → normalised CHW tensor data, the torchvision way: decode (JPEG, PNG, WebP,
-//! GIF first frame), convert to RGB, resize the shorter side to `resize` with a bilinear
-//! (triangle) filter, centre-crop `size` × `size`, `(x / 255 - mean) / std`.
+//! GIF first frame), convert to RGB, resize the shorter side to `resize` with Pillow's bilinear
+//! filter ([`super::resize`]), centre-crop `size` × `size`, `(x / 255 - mean) / std`.
 //!
 //! Plain synchronous code: the operator runs it on the blocking pool. Decoder limits (bytes,
 //! pixels, allocation) are checked before any pixel is decoded, so a small file that claims
@@ -8,7 +8,6 @@
 
 use std::io::Cursor;
 
-use image::imageops::FilterType;
 use image::{DynamicImage, ImageReader, Limits, RgbImage};
 
 /// Preprocessing settings.
@@ -125,13 +124,18 @@ impl Preprocess {
     pub fn tensor_into(&self, img: &RgbImage, out: &mut [f32]) {
         let (w, h) = img.dimensions();
         let (nw, nh) = resized_dims(w, h, self.resize);
-        let resized = if (nw, nh) == (w, h) {
-            img.clone()
-        } else {
-            image::imageops::resize(img, nw, nh, FilterType::Triangle)
-        };
         let s = self.size;
         let (left, top) = (crop_offset(nw, s), crop_offset(nh, s));
+        // Only the part of the resized image inside the crop is computed.
+        let span = |offset: i64, len: u32| {
+            let from = offset.max(0) as u32;
+            let to = (offset + i64::from(s)).min(i64::from(len)) as u32;
+            (from, to.saturating_sub(from))
+        };
+        let ((wx, ww), (wy, wh)) = (span(left, nw), span(top, nh));
+        let window = super::resize::resize_window(img, (nw, nh), (wx, wy), (ww, wh));
+        let (left, top) = (left - i64::from(wx), top - i64::from(wy));
+        let (nw, nh) = (ww, wh);
         let plane = (s as usize) * (s as usize);
         let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * self.std[c]));
         let shift: [f32; 3] = std::array::from_fn(|c| self.mean[c] / self.std[c]);
@@ -141,7 +145,7 @@ impl Preprocess {
                 // torchvision's CenterCrop does.
                 let (sx, sy) = (x as i64 + left, y as i64 + top);
                 let px = if sx >= 0 && sy >= 0 && (sx as u32) < nw && (sy as u32) < nh {
-                    resized.get_pixel(sx as u32, sy as u32).0
+                    window.get_pixel(sx as u32, sy as u32).0
                 } else {
                     [0, 0, 0]
                 };
