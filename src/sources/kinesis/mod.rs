@@ -690,19 +690,33 @@ impl Resubscribe {
     }
 }
 
-/// The life of one shard's enhanced fan-out reading: subscribe from `start`, forward events,
-/// replace the subscription when it ends, fails or stalls, until the shard ends (an event
-/// without continuation) or the source is dropped (the channel closes or the task is aborted).
-async fn subscription_task(
+/// One shard's enhanced fan-out reading.
+struct SubscriptionTask {
     api: Arc<dyn KinesisApi>,
     consumer_arn: String,
     shard: Arc<str>,
-    mut start: IteratorStart,
+    start: IteratorStart,
     stall_timeout: StdDuration,
-    (backoff_min, backoff_max): (StdDuration, StdDuration),
+    /// Shortest and longest wait before subscribing again after an error.
+    backoff: (StdDuration, StdDuration),
     tx: tokio::sync::mpsc::Sender<EfoMsg>,
     resubscriptions: prometheus::IntCounterVec,
-) {
+}
+
+/// The life of one shard's enhanced fan-out reading: subscribe from `start`, forward events,
+/// replace the subscription when it ends, fails or stalls, until the shard ends (an event
+/// without continuation) or the source is dropped (the channel closes or the task is aborted).
+async fn subscription_task(task: SubscriptionTask) {
+    let SubscriptionTask {
+        api,
+        consumer_arn,
+        shard,
+        mut start,
+        stall_timeout,
+        backoff: (backoff_min, backoff_max),
+        tx,
+        resubscriptions,
+    } = task;
     let mut backoff = StdDuration::ZERO;
     let mut first = true;
     let mut why = Resubscribe::Expired;
@@ -815,16 +829,16 @@ impl KinesisSource {
                     s.subscribed = true;
                 }
                 tracing::info!(stream = %self.cfg.stream, shard = %id, ?start, "Subscribing to shard.");
-                efo.tasks.spawn(subscription_task(
-                    Arc::clone(api),
-                    arn.clone(),
-                    id,
+                efo.tasks.spawn(subscription_task(SubscriptionTask {
+                    api: Arc::clone(api),
+                    consumer_arn: arn.clone(),
+                    shard: id,
                     start,
-                    efo.cfg.stall_timeout.as_std(),
-                    efo.backoff,
-                    efo.tx.clone(),
-                    self.metrics.resubscriptions.clone(),
-                ));
+                    stall_timeout: efo.cfg.stall_timeout.as_std(),
+                    backoff: efo.backoff,
+                    tx: efo.tx.clone(),
+                    resubscriptions: self.metrics.resubscriptions.clone(),
+                }));
             }
         }
         // Apply queued events until one has records to hand on.
