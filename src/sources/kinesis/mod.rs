@@ -32,7 +32,8 @@
 //!   the subscription is dropped (which cancels it) and replaced. Every replacement counts in
 //!   `osprey_kinesis_resubscriptions_total{reason = expired | stalled | error}`. An event
 //!   without continuation ends the shard; its children follow by the parent-before-child
-//!   rule above.
+//!   rule above. (kinesis-local 0.6.2 never sends that event: against it, EFO does not get
+//!   past a closed shard.)
 //!
 //! Items: `stream` = the partition key (the default record key), `origin` =
 //! `{shard id, "<sequence>" or "<sequence>:<sub-sequence>"}`.
