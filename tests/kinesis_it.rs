@@ -1,7 +1,8 @@
 //! The Kinesis source and sink against kinesis-local (`. scripts/services.sh`, which exports
 //! OSPREY_KINESIS_ENDPOINT). Under `CI=true` an unreachable server fails the test; elsewhere
 //! the test prints why and returns. Throttling and iterator expiry, which the server cannot
-//! produce, are tested through a fake in `src/sources/kinesis/tests.rs`.
+//! produce, and expiring, stalling or failing enhanced fan-out subscriptions are tested through
+//! a fake in `src/sources/kinesis/tests.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -314,6 +315,99 @@ async fn restart_in_the_middle_of_a_reshard() {
             Poll::End => unreachable!(),
         }
     }
+    delete(&c, &stream).await;
+}
+
+/// The source config with enhanced fan-out through consumer `consumer`.
+fn efo_cfg(stream: &str, ep: &str, consumer: &str) -> KinesisSourceConfig {
+    toml::from_str(&format!(
+        "stream = \"{stream}\"\nendpoint_url = \"{ep}\"\ndiscovery_interval = \"200ms\"\nconsumer = {{ type = \"efo\", name = \"{consumer}\" }}"
+    ))
+    .unwrap()
+}
+
+async fn consumers(c: &Client, stream: &str) -> Vec<String> {
+    let arn = c
+        .describe_stream_summary()
+        .stream_name(stream)
+        .send()
+        .await
+        .unwrap()
+        .stream_description_summary()
+        .unwrap()
+        .stream_arn()
+        .to_string();
+    c.list_stream_consumers()
+        .stream_arn(arn)
+        .send()
+        .await
+        .unwrap()
+        .consumers()
+        .iter()
+        .map(|c| c.consumer_name().to_string())
+        .collect()
+}
+
+/// Enhanced fan-out end to end: kinesis-local serves SubscribeToShard on its plain-HTTP port
+/// as an HTTP/1.1 chunked `application/vnd.amazon.eventstream` response, which the SDK reads
+/// like the HTTP/2 stream AWS sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn efo_reads_every_shard_and_resumes_from_a_checkpoint() {
+    let Some(ep) = endpoint() else { return };
+    let c = sdk_client(Some(&ep)).await;
+    let stream = unique("efo");
+    create(&c, &stream, 4).await;
+    let mut counts = HashMap::new();
+    put(&c, &stream, &keyed(&mut counts, 300, 30, 0)).await;
+
+    let mut first = KinesisSource::new(efo_cfg(&stream, &ep, "osprey-it"));
+    let mut items = read(&mut first, 120).await;
+    let pos = first.position();
+    drop(first);
+    assert_eq!(consumers(&c, &stream).await, ["osprey-it"]);
+
+    // A second run reuses the consumer and resumes where the checkpoint says; records put
+    // while it runs are pushed through the open subscriptions.
+    let mut second = KinesisSource::new(efo_cfg(&stream, &ep, "osprey-it"));
+    second.restore(&pos).await.unwrap();
+    items.extend(read(&mut second, 180).await);
+    put(&c, &stream, &keyed(&mut counts, 100, 30, 11)).await;
+    items.extend(read(&mut second, 100).await);
+    assert_per_key_order(&items, &counts);
+    let shards_seen: std::collections::HashSet<_> = items
+        .iter()
+        .map(|i| i.origin.stream.clone().unwrap())
+        .collect();
+    assert_eq!(shards_seen.len(), 4, "records from all four shards");
+    assert_eq!(consumers(&c, &stream).await, ["osprey-it"]);
+    drop(second);
+    delete(&c, &stream).await;
+}
+
+/// A checkpoint taken by an enhanced fan-out run restores a polling run (and the other way
+/// round: both store the last record handed on per shard).
+///
+/// Not tested here: the end of a shard after a reshard. kinesis-local 0.6.2 never ends a
+/// subscription to a closed shard: after the last record it keeps sending empty events whose
+/// ContinuationSequenceNumber is that record's and whose ChildShards is null (AWS sends a
+/// null continuation and the children), so the children would never be read. The source's
+/// handling of the end of a shard is tested through the fake in src/sources/kinesis/tests.rs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn efo_checkpoint_restores_a_polling_run() {
+    let Some(ep) = endpoint() else { return };
+    let c = sdk_client(Some(&ep)).await;
+    let stream = unique("efo-poll");
+    create(&c, &stream, 2).await;
+    let mut counts = HashMap::new();
+    put(&c, &stream, &keyed(&mut counts, 200, 20, 0)).await;
+    let mut efo = KinesisSource::new(efo_cfg(&stream, &ep, "osprey-it"));
+    let mut items = read(&mut efo, 90).await;
+    let pos = efo.position();
+    drop(efo);
+    let mut polling = KinesisSource::new(source_cfg(&stream, &ep));
+    polling.restore(&pos).await.unwrap();
+    items.extend(read(&mut polling, 110).await);
+    assert_per_key_order(&items, &counts);
     delete(&c, &stream).await;
 }
 

@@ -1,6 +1,7 @@
 //! The slice of the Kinesis API osprey uses, behind a trait so unit tests can inject the faults
-//! a local server cannot produce (throttling, expired iterators). [`SdkKinesis`] is the real
-//! implementation over `aws-sdk-kinesis`.
+//! a local server cannot produce (throttling, expired iterators, expiring, stalling or failing
+//! enhanced fan-out subscriptions). [`SdkKinesis`] is the real implementation over
+//! `aws-sdk-kinesis`.
 
 use async_trait::async_trait;
 
@@ -71,9 +72,44 @@ pub enum ApiError {
     /// The stream or shard does not exist.
     #[error("not found: {0}")]
     NotFound(String),
+    /// ResourceInUse: e.g. a previous subscription to the shard is still alive.
+    #[error("resource in use: {0}")]
+    ResourceInUse(String),
     /// Anything else (network, service errors): retried with backoff by callers.
     #[error("{0}")]
     Other(String),
+}
+
+/// An enhanced fan-out consumer as RegisterStreamConsumer / DescribeStreamConsumer describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumer {
+    /// Consumer ARN (what SubscribeToShard takes).
+    pub arn: String,
+    /// Status `ACTIVE`: subscriptions may start.
+    pub active: bool,
+}
+
+/// One SubscribeToShardEvent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardEvent {
+    /// Records, in sequence order (possibly none: the service sends an event about every 5 s
+    /// even when the shard is idle).
+    pub records: Vec<KinesisRecord>,
+    /// Where the next subscription continues (AFTER this sequence number); `None` when a
+    /// closed shard has been read to its end.
+    pub continuation: Option<String>,
+    /// How far behind the tip of the shard this event is.
+    pub millis_behind_latest: i64,
+    /// After a reshard, at the end of the shard: its children.
+    pub child_shards: Vec<ShardInfo>,
+}
+
+/// An open SubscribeToShard event stream. Dropping it cancels the subscription.
+#[async_trait]
+pub trait ShardSubscription: Send {
+    /// The next event. `Ok(None)`: the service ended the subscription (it does after 5 minutes).
+    /// Cancel-safe is not required: callers drop the subscription when they stop waiting.
+    async fn next_event(&mut self) -> Result<Option<ShardEvent>, ApiError>;
 }
 
 /// The Kinesis calls osprey makes.
@@ -96,6 +132,26 @@ pub trait KinesisApi: Send + Sync + 'static {
         stream: &str,
         entries: &[PutEntry],
     ) -> Result<Vec<Option<String>>, ApiError>;
+    /// The enhanced fan-out consumer `name` of the stream, registered when there is none (an
+    /// existing consumer of that name is reused). Callers ask again until it is active.
+    async fn consumer(&self, stream: &str, name: &str) -> Result<Consumer, ApiError> {
+        let _ = (stream, name);
+        Err(ApiError::Other(
+            "enhanced fan-out is not supported by this client".into(),
+        ))
+    }
+    /// SubscribeToShard: an event stream of the shard's records from `start`.
+    async fn subscribe(
+        &self,
+        consumer_arn: &str,
+        shard: &str,
+        start: &IteratorStart,
+    ) -> Result<Box<dyn ShardSubscription>, ApiError> {
+        let _ = (consumer_arn, shard, start);
+        Err(ApiError::Other(
+            "enhanced fan-out is not supported by this client".into(),
+        ))
+    }
 }
 
 /// A stream named by name or by ARN.
@@ -152,7 +208,92 @@ where
         | "KMSThrottlingException" => ApiError::Throttled(message),
         "ExpiredIteratorException" => ApiError::ExpiredIterator(message),
         "ResourceNotFoundException" => ApiError::NotFound(message),
+        "ResourceInUseException" => ApiError::ResourceInUse(message),
         _ => ApiError::Other(message),
+    }
+}
+
+fn record(r: &aws_sdk_kinesis::types::Record) -> KinesisRecord {
+    KinesisRecord {
+        sequence: r.sequence_number().to_string(),
+        partition_key: r.partition_key().unwrap_or_default().to_string(),
+        data: r.data().as_ref().to_vec(),
+    }
+}
+
+impl SdkKinesis {
+    /// The ARN of `stream` (RegisterStreamConsumer takes only ARNs).
+    async fn stream_arn(&self, stream: &str) -> Result<String, ApiError> {
+        if is_arn(stream) {
+            return Ok(stream.to_string());
+        }
+        let resp = self
+            .client
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .map_err(classify)?;
+        resp.stream_description_summary()
+            .map(|s| s.stream_arn().to_string())
+            .ok_or_else(|| ApiError::Other("DescribeStreamSummary returned no summary".into()))
+    }
+
+    async fn describe_consumer(&self, stream_arn: &str, name: &str) -> Result<Consumer, ApiError> {
+        let resp = self
+            .client
+            .describe_stream_consumer()
+            .stream_arn(stream_arn)
+            .consumer_name(name)
+            .send()
+            .await
+            .map_err(classify)?;
+        let d = resp.consumer_description().ok_or_else(|| {
+            ApiError::Other("DescribeStreamConsumer returned no description".into())
+        })?;
+        Ok(Consumer {
+            arn: d.consumer_arn().to_string(),
+            active: *d.consumer_status() == aws_sdk_kinesis::types::ConsumerStatus::Active,
+        })
+    }
+}
+
+/// [`ShardSubscription`] over the SDK's event receiver.
+struct SdkSubscription {
+    events: aws_sdk_kinesis::primitives::event_stream::EventReceiver<
+        aws_sdk_kinesis::types::SubscribeToShardEventStream,
+        aws_sdk_kinesis::types::error::SubscribeToShardEventStreamError,
+    >,
+}
+
+#[async_trait]
+impl ShardSubscription for SdkSubscription {
+    async fn next_event(&mut self) -> Result<Option<ShardEvent>, ApiError> {
+        use aws_sdk_kinesis::types::SubscribeToShardEventStream as S;
+        loop {
+            match self.events.recv().await.map_err(classify)? {
+                None => return Ok(None),
+                Some(S::SubscribeToShardEvent(e)) => {
+                    let continuation = e.continuation_sequence_number();
+                    return Ok(Some(ShardEvent {
+                        records: e.records().iter().map(record).collect(),
+                        // The SDK turns a null continuation (end of shard) into "".
+                        continuation: (!continuation.is_empty()).then(|| continuation.to_string()),
+                        millis_behind_latest: e.millis_behind_latest(),
+                        child_shards: e
+                            .child_shards()
+                            .iter()
+                            .map(|c| ShardInfo {
+                                id: c.shard_id().to_string(),
+                                parents: c.parent_shards().to_vec(),
+                            })
+                            .collect(),
+                    }));
+                }
+                // A newer service event type this SDK does not know: skip it.
+                Some(_) => continue,
+            }
+        }
     }
 }
 
@@ -233,15 +374,7 @@ impl KinesisApi for SdkKinesis {
             .await
             .map_err(classify)?;
         Ok(RecordsPage {
-            records: resp
-                .records()
-                .iter()
-                .map(|r| KinesisRecord {
-                    sequence: r.sequence_number().to_string(),
-                    partition_key: r.partition_key().unwrap_or_default().to_string(),
-                    data: r.data().as_ref().to_vec(),
-                })
-                .collect(),
+            records: resp.records().iter().map(record).collect(),
             next_iterator: resp.next_shard_iterator().map(str::to_string),
             millis_behind_latest: resp.millis_behind_latest(),
         })
@@ -281,5 +414,69 @@ impl KinesisApi for SdkKinesis {
             )));
         }
         Ok(results)
+    }
+
+    async fn consumer(&self, stream: &str, name: &str) -> Result<Consumer, ApiError> {
+        let stream_arn = self.stream_arn(stream).await?;
+        match self.describe_consumer(&stream_arn, name).await {
+            Err(ApiError::NotFound(_)) => {}
+            other => return other,
+        }
+        let registered = self
+            .client
+            .register_stream_consumer()
+            .stream_arn(&stream_arn)
+            .consumer_name(name)
+            .send()
+            .await
+            .map_err(classify);
+        match registered {
+            Ok(resp) => {
+                let c = resp.consumer().ok_or_else(|| {
+                    ApiError::Other("RegisterStreamConsumer returned no consumer".into())
+                })?;
+                Ok(Consumer {
+                    arn: c.consumer_arn().to_string(),
+                    active: *c.consumer_status() == aws_sdk_kinesis::types::ConsumerStatus::Active,
+                })
+            }
+            // Registered meanwhile by another worker of the job.
+            Err(ApiError::ResourceInUse(_)) => self.describe_consumer(&stream_arn, name).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn subscribe(
+        &self,
+        consumer_arn: &str,
+        shard: &str,
+        start: &IteratorStart,
+    ) -> Result<Box<dyn ShardSubscription>, ApiError> {
+        use aws_sdk_kinesis::types::{ShardIteratorType as T, StartingPosition};
+        let pos = StartingPosition::builder();
+        let pos = match start {
+            IteratorStart::TrimHorizon => pos.r#type(T::TrimHorizon),
+            IteratorStart::Latest => pos.r#type(T::Latest),
+            IteratorStart::AtTimestamp(ms) => pos
+                .r#type(T::AtTimestamp)
+                .timestamp(aws_sdk_kinesis::primitives::DateTime::from_millis(*ms)),
+            IteratorStart::AtSequence(s) => pos.r#type(T::AtSequenceNumber).sequence_number(s),
+            IteratorStart::AfterSequence(s) => {
+                pos.r#type(T::AfterSequenceNumber).sequence_number(s)
+            }
+        };
+        let pos = pos.build().map_err(|e| ApiError::Other(e.to_string()))?;
+        let resp = self
+            .client
+            .subscribe_to_shard()
+            .consumer_arn(consumer_arn)
+            .shard_id(shard)
+            .starting_position(pos)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(Box::new(SdkSubscription {
+            events: resp.event_stream,
+        }))
     }
 }

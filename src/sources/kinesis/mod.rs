@@ -19,10 +19,24 @@
 //!   0, 1, …; a restore inside an aggregated record re-reads it AT its sequence number and
 //!   skips the sub-records already returned.
 //!
+//! - **Enhanced fan-out** (`consumer = { type = "efo", name = "…" }`). The consumer is
+//!   registered (or an existing one of that name reused) and the source waits until it is
+//!   ACTIVE. Each readable shard gets a task holding a SubscribeToShard event stream, started
+//!   where polling would start its iterator (so checkpoints are interchangeable between the
+//!   two modes). Events go through one bounded channel to `poll`, which buffers their records
+//!   exactly as GetRecords pages are buffered (same KPL, sub-sequence and checkpoint path). A
+//!   subscription that ends (the service ends each after 5 minutes) or fails is replaced AFTER
+//!   the last event's continuation sequence number (failures back off 1 s … 10 s, e.g. while a
+//!   replaced subscription is still alive: ResourceInUse). Watchdog: no event within
+//!   `stall_timeout` (the service sends one at least every ~5 s, even for an idle shard) →
+//!   the subscription is dropped (which cancels it) and replaced. Every replacement counts in
+//!   `osprey_kinesis_resubscriptions_total{reason = expired | stalled | error}`. An event
+//!   without continuation ends the shard; its children follow by the parent-before-child
+//!   rule above. (kinesis-local 0.6.2 never sends that event: against it, EFO does not get
+//!   past a closed shard.)
+//!
 //! Items: `stream` = the partition key (the default record key), `origin` =
 //! `{shard id, "<sequence>" or "<sequence>:<sub-sequence>"}`.
-//!
-//! Not built: enhanced fan-out (SubscribeToShard).
 
 pub mod client;
 pub mod kpl;
@@ -38,7 +52,10 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use self::client::{ApiError, IteratorStart, KinesisApi, RecordsPage, SdkKinesis, ShardInfo};
+use self::client::{
+    ApiError, IteratorStart, KinesisApi, KinesisRecord, RecordsPage, SdkKinesis, ShardEvent,
+    ShardInfo,
+};
 use super::{Poll, RawItem, Source};
 use crate::config::{ConfigError, Duration};
 use crate::event::Origin;
@@ -52,13 +69,20 @@ pub const BYTES_READ: &str = "osprey_kinesis_bytes_read_total";
 pub const THROTTLES: &str = "osprey_kinesis_read_throttles_total";
 /// Shard iterators that expired and were replaced, per shard.
 pub const ITERATOR_RESETS: &str = "osprey_kinesis_iterator_resets_total";
-/// MillisBehindLatest of the newest GetRecords answer, per shard.
+/// MillisBehindLatest of the newest GetRecords answer or SubscribeToShard event, per shard.
 pub const MILLIS_BEHIND: &str = "osprey_kinesis_millis_behind_latest";
+/// Enhanced fan-out subscriptions replaced, per shard and `reason`: `expired` (the service
+/// ended it), `stalled` (no event within `stall_timeout`), `error`.
+pub const RESUBSCRIPTIONS: &str = "osprey_kinesis_resubscriptions_total";
 
 const COMPONENT: &str = "kinesis";
 const THROTTLE_BACKOFF_MIN: StdDuration = StdDuration::from_millis(500);
 const THROTTLE_BACKOFF_MAX: StdDuration = StdDuration::from_secs(10);
 const ERROR_BACKOFF: StdDuration = StdDuration::from_secs(1);
+/// Between DescribeStreamConsumer calls while the consumer is being created.
+const CONSUMER_POLL: StdDuration = StdDuration::from_millis(500);
+/// Subscription events in flight from all shard tasks to `poll`.
+const EVENT_CHANNEL: usize = 8;
 
 /// Where a fresh run starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -103,6 +127,43 @@ pub struct KinesisSourceConfig {
     /// Largest accepted record; longer ones are dead-lettered. Default 1 MiB.
     #[serde(default = "super::default_max_record_bytes")]
     pub max_record_bytes: usize,
+    /// How shards are read: `{ type = "polling" }` (default: GetRecords, throughput shared by
+    /// every consumer of the stream) or `{ type = "efo", name = "…" }` (enhanced fan-out:
+    /// SubscribeToShard, a dedicated 2 MB/s per shard for this consumer, records pushed as
+    /// they arrive). With `efo`, `max_reads_per_second`, `records_per_read` and
+    /// `idle_backoff_max` do not apply.
+    #[serde(default)]
+    pub consumer: ConsumerConfig,
+}
+
+/// `source.consumer`: how shards are read.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ConsumerConfig {
+    /// GetRecords on every shard (the default).
+    #[default]
+    Polling,
+    /// Enhanced fan-out (SubscribeToShard).
+    Efo(EfoConfig),
+}
+
+/// `source.consumer = { type = "efo", … }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EfoConfig {
+    /// Consumer name (1-128 characters of `a-z A-Z 0-9 _ . -`). Registered on the stream when
+    /// missing, reused when present; osprey never deregisters it (AWS bills per consumer-shard
+    /// hour: remove an unused one with DeregisterStreamConsumer). Give each job its own.
+    pub name: String,
+    /// Watchdog: a subscription that delivers no event for this long is cancelled and replaced
+    /// (the service sends an event at least every ~5 s, even when the shard is idle).
+    /// Default 30s.
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout: Duration,
+}
+
+fn default_stall_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_discovery() -> Duration {
@@ -162,6 +223,21 @@ impl KinesisSourceConfig {
                 "must be longer than zero",
             ));
         }
+        if let ConsumerConfig::Efo(efo) = &self.consumer {
+            let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+            if efo.name.is_empty() || efo.name.len() > 128 || !efo.name.chars().all(ok) {
+                errors.push(ConfigError::new(
+                    "source.consumer.name",
+                    "must be 1-128 characters of a-z A-Z 0-9 _ . -",
+                ));
+            }
+            if efo.stall_timeout.as_std().is_zero() {
+                errors.push(ConfigError::new(
+                    "source.consumer.stall_timeout",
+                    "must be longer than zero",
+                ));
+            }
+        }
         errors
     }
 }
@@ -211,6 +287,8 @@ struct Shard {
     throttle_backoff: StdDuration,
     /// Listed by a fresh run's first discovery (where `start = "latest"` applies).
     initial: bool,
+    /// Enhanced fan-out: a subscription task runs for this shard.
+    subscribed: bool,
 }
 
 struct Metrics {
@@ -219,6 +297,7 @@ struct Metrics {
     throttles: prometheus::IntCounterVec,
     resets: prometheus::IntCounterVec,
     behind: prometheus::GaugeVec,
+    resubscriptions: prometheus::IntCounterVec,
 }
 
 impl Metrics {
@@ -232,8 +311,13 @@ impl Metrics {
             resets: m.labeled_counter(ITERATOR_RESETS, "Expired shard iterators replaced", l),
             behind: m.operator_gauge(
                 MILLIS_BEHIND,
-                "MillisBehindLatest of the newest GetRecords answer, per shard",
+                "MillisBehindLatest of the newest GetRecords answer or subscription event, per shard",
                 l,
+            ),
+            resubscriptions: m.labeled_counter(
+                RESUBSCRIPTIONS,
+                "Enhanced fan-out subscriptions replaced, per shard and reason",
+                &["component", "shard", "reason"],
             ),
         }
     }
@@ -256,6 +340,27 @@ pub struct KinesisSource {
     /// Round-robin start for delivery.
     rotate: usize,
     metrics: Metrics,
+    /// Enhanced fan-out state (`consumer.type = "efo"`).
+    efo: Option<Efo>,
+}
+
+/// One subscription event for `poll`.
+struct EfoMsg {
+    shard: Arc<str>,
+    event: ShardEvent,
+}
+
+struct Efo {
+    cfg: EfoConfig,
+    /// Set once the consumer is ACTIVE.
+    consumer_arn: Option<String>,
+    next_consumer_check: Instant,
+    tx: tokio::sync::mpsc::Sender<EfoMsg>,
+    rx: tokio::sync::mpsc::Receiver<EfoMsg>,
+    /// The shard tasks; dropped (aborted, cancelling their subscriptions) with the source.
+    tasks: tokio::task::JoinSet<()>,
+    /// Shortest and longest wait before subscribing again after an error (tests shorten it).
+    backoff: (StdDuration, StdDuration),
 }
 
 impl KinesisSource {
@@ -270,6 +375,21 @@ impl KinesisSource {
                 .and_then(crate::parse::parse_time_text),
         };
         let min_interval = StdDuration::from_secs_f64(1.0 / cfg.max_reads_per_second.max(0.001));
+        let efo = match &cfg.consumer {
+            ConsumerConfig::Polling => None,
+            ConsumerConfig::Efo(e) => {
+                let (tx, rx) = tokio::sync::mpsc::channel(EVENT_CHANNEL);
+                Some(Efo {
+                    cfg: e.clone(),
+                    consumer_arn: None,
+                    next_consumer_check: Instant::now(),
+                    tx,
+                    rx,
+                    tasks: tokio::task::JoinSet::new(),
+                    backoff: (ERROR_BACKOFF, THROTTLE_BACKOFF_MAX),
+                })
+            }
+        };
         KinesisSource {
             cfg,
             api: None,
@@ -283,6 +403,7 @@ impl KinesisSource {
             min_interval,
             rotate: 0,
             metrics: Metrics::new(),
+            efo,
         }
     }
 
@@ -357,6 +478,7 @@ impl KinesisSource {
                     empty_backoff: StdDuration::ZERO,
                     throttle_backoff: StdDuration::ZERO,
                     initial,
+                    subscribed: false,
                 },
             );
         }
@@ -422,25 +544,28 @@ impl KinesisSource {
         out
     }
 
-    fn apply_page(&mut self, id: &Arc<str>, page: RecordsPage) {
-        let min_interval = self.min_interval;
-        let idle_max = self.cfg.idle_backoff_max.as_std();
+    /// Buffers the records of a GetRecords page or subscription event: de-aggregated, without
+    /// those returned before (a resume inside an aggregate).
+    fn buffer_records(
+        &mut self,
+        id: &Arc<str>,
+        records: Vec<KinesisRecord>,
+        millis_behind_latest: Option<i64>,
+    ) {
         let max_bytes = self.cfg.max_record_bytes;
         let Some(shard) = self.shards.get_mut(id) else {
             return;
         };
         let labels = [COMPONENT, &**id];
-        if let Some(ms) = page.millis_behind_latest {
+        if let Some(ms) = millis_behind_latest {
             self.metrics
                 .behind
                 .with_label_values(&labels)
                 .set(ms as f64);
         }
-        let now = Instant::now();
-        let got = !page.records.is_empty();
         let mut bytes = 0u64;
         let mut count = 0u64;
-        for r in page.records {
+        for r in records {
             bytes += r.data.len() as u64;
             let subs = match kpl::decode(&r.data) {
                 Ok(None) => vec![(None, r.partition_key, r.data)],
@@ -489,6 +614,17 @@ impl KinesisSource {
             .with_label_values(&labels)
             .inc_by(count);
         self.metrics.bytes.with_label_values(&labels).inc_by(bytes);
+    }
+
+    fn apply_page(&mut self, id: &Arc<str>, page: RecordsPage) {
+        let min_interval = self.min_interval;
+        let idle_max = self.cfg.idle_backoff_max.as_std();
+        let now = Instant::now();
+        let got = !page.records.is_empty();
+        self.buffer_records(id, page.records, page.millis_behind_latest);
+        let Some(shard) = self.shards.get_mut(id) else {
+            return;
+        };
         shard.throttle_backoff = StdDuration::ZERO;
         match page.next_iterator {
             Some(it) => shard.iterator = Some(it),
@@ -532,6 +668,220 @@ impl KinesisSource {
             e => {
                 tracing::warn!(shard = %id, error = %e, "Reading the shard failed; retrying.");
                 shard.next_read = now + ERROR_BACKOFF;
+            }
+        }
+    }
+}
+
+/// Why a subscription is replaced (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resubscribe {
+    Expired,
+    Stalled,
+    Error,
+}
+
+impl Resubscribe {
+    fn label(self) -> &'static str {
+        match self {
+            Resubscribe::Expired => "expired",
+            Resubscribe::Stalled => "stalled",
+            Resubscribe::Error => "error",
+        }
+    }
+}
+
+/// One shard's enhanced fan-out reading.
+struct SubscriptionTask {
+    api: Arc<dyn KinesisApi>,
+    consumer_arn: String,
+    shard: Arc<str>,
+    start: IteratorStart,
+    stall_timeout: StdDuration,
+    /// Shortest and longest wait before subscribing again after an error.
+    backoff: (StdDuration, StdDuration),
+    tx: tokio::sync::mpsc::Sender<EfoMsg>,
+    resubscriptions: prometheus::IntCounterVec,
+}
+
+/// The life of one shard's enhanced fan-out reading: subscribe from `start`, forward events,
+/// replace the subscription when it ends, fails or stalls, until the shard ends (an event
+/// without continuation) or the source is dropped (the channel closes or the task is aborted).
+async fn subscription_task(task: SubscriptionTask) {
+    let SubscriptionTask {
+        api,
+        consumer_arn,
+        shard,
+        mut start,
+        stall_timeout,
+        backoff: (backoff_min, backoff_max),
+        tx,
+        resubscriptions,
+    } = task;
+    let mut backoff = StdDuration::ZERO;
+    let mut first = true;
+    let mut why = Resubscribe::Expired;
+    loop {
+        if !first {
+            resubscriptions
+                .with_label_values(&[COMPONENT, &shard, why.label()])
+                .inc();
+        }
+        first = false;
+        if why == Resubscribe::Error {
+            tokio::time::sleep(backoff).await;
+        }
+        let mut sub = match api.subscribe(&consumer_arn, &shard, &start).await {
+            Ok(sub) => sub,
+            Err(e) => {
+                backoff = (backoff * 2).clamp(backoff_min, backoff_max);
+                why = Resubscribe::Error;
+                tracing::warn!(%shard, error = %e, ?backoff, "SubscribeToShard failed; retrying.");
+                continue;
+            }
+        };
+        tracing::debug!(%shard, ?start, "Subscribed.");
+        why = loop {
+            match tokio::time::timeout(stall_timeout, sub.next_event()).await {
+                Err(_) => {
+                    tracing::warn!(%shard, ?stall_timeout, "No subscription event within the stall timeout; subscribing again.");
+                    break Resubscribe::Stalled;
+                }
+                Ok(Ok(None)) => {
+                    tracing::debug!(%shard, "Subscription ended; subscribing again.");
+                    break Resubscribe::Expired;
+                }
+                Ok(Err(e)) => {
+                    backoff = (backoff * 2).clamp(backoff_min, backoff_max);
+                    tracing::warn!(%shard, error = %e, ?backoff, "Subscription failed; subscribing again.");
+                    break Resubscribe::Error;
+                }
+                Ok(Ok(Some(event))) => {
+                    backoff = StdDuration::ZERO;
+                    let end = event.continuation.is_none();
+                    if let Some(c) = &event.continuation {
+                        start = IteratorStart::AfterSequence(c.clone());
+                    }
+                    let msg = EfoMsg {
+                        shard: Arc::clone(&shard),
+                        event,
+                    };
+                    if tx.send(msg).await.is_err() || end {
+                        return;
+                    }
+                }
+            }
+        };
+        // Dropping the subscription cancels it before the next one starts.
+        drop(sub);
+    }
+}
+
+impl KinesisSource {
+    /// `poll` for enhanced fan-out, after discovery and with nothing buffered.
+    async fn poll_efo(&mut self, api: &Arc<dyn KinesisApi>, max: usize) -> Result<Poll> {
+        let Some(efo) = self.efo.as_mut() else {
+            return Ok(Poll::Idle(StdDuration::from_millis(1)));
+        };
+        // A task that panicked stops the source.
+        while let Some(r) = efo.tasks.try_join_next() {
+            if let Err(e) = r {
+                let message = format!("subscription task failed: {e}");
+                return Err(self.err(message, Retry::No));
+            }
+        }
+        let arn = match &efo.consumer_arn {
+            Some(arn) => arn.clone(),
+            None => {
+                let now = Instant::now();
+                if now < efo.next_consumer_check {
+                    let wait = efo.next_consumer_check - now;
+                    return Ok(Poll::Idle(wait.min(StdDuration::from_secs(1))));
+                }
+                match api.consumer(&self.cfg.stream, &efo.cfg.name).await {
+                    Ok(c) if c.active => {
+                        tracing::info!(stream = %self.cfg.stream, consumer = %c.arn, "Enhanced fan-out consumer is active.");
+                        efo.consumer_arn = Some(c.arn.clone());
+                        c.arn
+                    }
+                    Ok(c) => {
+                        tracing::info!(stream = %self.cfg.stream, consumer = %c.arn, "Waiting for the enhanced fan-out consumer to become active.");
+                        efo.next_consumer_check = now + CONSUMER_POLL;
+                        return Ok(Poll::Idle(CONSUMER_POLL));
+                    }
+                    Err(e) => {
+                        tracing::warn!(stream = %self.cfg.stream, consumer = %efo.cfg.name, error = %e, "Registering or describing the enhanced fan-out consumer failed; retrying.");
+                        efo.next_consumer_check = now + ERROR_BACKOFF;
+                        return Ok(Poll::Idle(ERROR_BACKOFF));
+                    }
+                }
+            }
+        };
+        // Subscribe every readable shard that has no subscription yet.
+        let todo: Vec<(Arc<str>, IteratorStart)> = self
+            .shards
+            .values()
+            .filter(|s| !s.ended && !s.subscribed && self.readable(s))
+            .map(|s| (Arc::clone(&s.id), self.start_of(s)))
+            .collect();
+        if let Some(efo) = self.efo.as_mut() {
+            for (id, start) in todo {
+                if let Some(s) = self.shards.get_mut(&id) {
+                    s.subscribed = true;
+                }
+                tracing::info!(stream = %self.cfg.stream, shard = %id, ?start, "Subscribing to shard.");
+                efo.tasks.spawn(subscription_task(SubscriptionTask {
+                    api: Arc::clone(api),
+                    consumer_arn: arn.clone(),
+                    shard: id,
+                    start,
+                    stall_timeout: efo.cfg.stall_timeout.as_std(),
+                    backoff: efo.backoff,
+                    tx: efo.tx.clone(),
+                    resubscriptions: self.metrics.resubscriptions.clone(),
+                }));
+            }
+        }
+        // Apply queued events until one has records to hand on.
+        while let Some(msg) = self.efo.as_mut().and_then(|e| e.rx.try_recv().ok()) {
+            self.apply_event(msg);
+            let items = self.take(max);
+            if !items.is_empty() {
+                return Ok(Poll::Items(items));
+            }
+        }
+        // Wait for the next event (cancel-safe: `recv` loses nothing when dropped), at most
+        // until the next discovery.
+        let now = Instant::now();
+        let wait = self
+            .next_discovery
+            .saturating_duration_since(now)
+            .clamp(StdDuration::from_millis(1), StdDuration::from_secs(1));
+        let Some(efo) = self.efo.as_mut() else {
+            return Ok(Poll::Idle(wait));
+        };
+        if let Ok(Some(msg)) = tokio::time::timeout(wait, efo.rx.recv()).await {
+            self.apply_event(msg);
+            let items = self.take(max);
+            if !items.is_empty() {
+                return Ok(Poll::Items(items));
+            }
+        }
+        Ok(Poll::Idle(StdDuration::from_millis(1)))
+    }
+
+    fn apply_event(&mut self, msg: EfoMsg) {
+        let EfoMsg { shard: id, event } = msg;
+        self.buffer_records(&id, event.records, Some(event.millis_behind_latest));
+        if event.continuation.is_none() {
+            if let Some(s) = self.shards.get_mut(&id) {
+                tracing::info!(shard = %id, children = ?event.child_shards, "Subscription reached the end of the shard.");
+                s.ended = true;
+                s.subscribed = false;
+            }
+            // The children: list them now rather than at the next discovery interval.
+            if !event.child_shards.is_empty() {
+                self.next_discovery = Instant::now();
             }
         }
     }
@@ -592,6 +942,9 @@ impl Source for KinesisSource {
         let items = self.take(max.max(1));
         if !items.is_empty() {
             return Ok(Poll::Items(items));
+        }
+        if self.efo.is_some() {
+            return self.poll_efo(&api, max.max(1)).await;
         }
         let now = Instant::now();
         let due: Vec<(Arc<str>, Option<String>, IteratorStart)> = self

@@ -1,11 +1,24 @@
 //! The source against an in-memory fake of [`KinesisApi`]: the faults kinesis-local cannot
-//! produce (throttling, expired iterators), resharding order, KPL resume. Live-server tests
-//! are in tests/kinesis_it.rs.
+//! produce (throttling, expired iterators, expiring, stalling and failing enhanced fan-out
+//! subscriptions), resharding order, KPL resume. Live-server tests are in tests/kinesis_it.rs.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use super::client::{KinesisRecord, PutEntry};
+use super::client::{Consumer, KinesisRecord, PutEntry, ShardSubscription};
 use super::*;
+
+/// What the fake does with the next SubscribeToShard call (default: a normal subscription
+/// that the service ends after `events_per_subscription` events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SubFault {
+    /// The call fails: a previous subscription is still alive.
+    InUse,
+    /// The subscription delivers this many events, then no event ever again.
+    StallAfter(usize),
+    /// The subscription delivers this many events, then fails.
+    FailAfter(usize),
+}
 
 #[derive(Default)]
 struct FakeState {
@@ -15,6 +28,17 @@ struct FakeState {
     expire_next: u32,
     get_records_calls: u32,
     iterator_requests: Vec<(String, IteratorStart)>,
+    /// DescribeStreamConsumer answers "CREATING" this many times first.
+    consumer_creating: u32,
+    consumer_calls: u32,
+    subscribe_requests: Vec<(String, IteratorStart)>,
+    sub_faults: VecDeque<SubFault>,
+    /// Records per subscription event.
+    records_per_event: usize,
+    /// Events before the "service" ends a subscription (the 5-minute expiry).
+    events_per_subscription: usize,
+    /// Between the empty events of an idle shard (the service: ~5 s).
+    idle_event_every: StdDuration,
 }
 
 #[derive(Default)]
@@ -37,6 +61,84 @@ impl Fake {
             records,
             closed,
         ));
+    }
+}
+
+/// A fake SubscribeToShard stream over the shared fake state.
+struct FakeSub {
+    fake: Arc<Fake>,
+    shard: String,
+    /// Index of the next record.
+    next: usize,
+    sent: usize,
+    fault: Option<SubFault>,
+    limit: usize,
+    per_event: usize,
+    idle_every: StdDuration,
+}
+
+#[async_trait]
+impl ShardSubscription for FakeSub {
+    async fn next_event(&mut self) -> std::result::Result<Option<ShardEvent>, ApiError> {
+        match self.fault {
+            Some(SubFault::StallAfter(n)) if self.sent >= n => std::future::pending().await,
+            Some(SubFault::FailAfter(n)) if self.sent >= n => {
+                return Err(ApiError::Other("InternalFailure".into()));
+            }
+            _ => {}
+        }
+        if self.sent >= self.limit {
+            return Ok(None);
+        }
+        let (records, closed, children, at_end) = {
+            let st = self.fake.0.lock().unwrap();
+            let (_, _, recs, closed) = st.shards.iter().find(|s| s.0 == self.shard).unwrap();
+            let end = (self.next + self.per_event).min(recs.len());
+            let records = recs[self.next..end].to_vec();
+            let children: Vec<ShardInfo> = st
+                .shards
+                .iter()
+                .filter(|s| s.1.contains(&self.shard))
+                .map(|s| ShardInfo {
+                    id: s.0.clone(),
+                    parents: s.1.clone(),
+                })
+                .collect();
+            (records, *closed, children, end == recs.len())
+        };
+        if records.is_empty() && !closed {
+            // An idle shard: the service sends an empty event every ~5 s.
+            tokio::time::sleep(self.idle_every).await;
+        }
+        self.sent += 1;
+        let continuation = if closed && at_end {
+            None
+        } else {
+            let st = self.fake.0.lock().unwrap();
+            let (_, _, recs, _) = st.shards.iter().find(|s| s.0 == self.shard).unwrap();
+            // The sequence number of the last record so far (or a synthetic one before any).
+            let idx = self.next + records.len();
+            Some(match idx {
+                0 => "0".to_string(),
+                i => recs[i - 1].sequence.clone(),
+            })
+        };
+        self.next += records.len();
+        let remaining = {
+            let st = self.fake.0.lock().unwrap();
+            let (_, _, recs, _) = st.shards.iter().find(|s| s.0 == self.shard).unwrap();
+            recs.len() - self.next
+        };
+        Ok(Some(ShardEvent {
+            records,
+            child_shards: if continuation.is_none() {
+                children
+            } else {
+                Vec::new()
+            },
+            continuation,
+            millis_behind_latest: (remaining * 1000) as i64,
+        }))
     }
 }
 
@@ -118,6 +220,81 @@ impl KinesisApi for Fake {
         entries: &[PutEntry],
     ) -> std::result::Result<Vec<Option<String>>, ApiError> {
         Ok(vec![None; entries.len()])
+    }
+}
+
+/// The fake behind an `Arc` of itself, so subscriptions can read the shared state; adds the
+/// enhanced fan-out calls.
+struct FakeApi(Arc<Fake>);
+
+#[async_trait]
+impl KinesisApi for FakeApi {
+    async fn list_shards(&self, stream: &str) -> std::result::Result<Vec<ShardInfo>, ApiError> {
+        self.0.list_shards(stream).await
+    }
+    async fn get_shard_iterator(
+        &self,
+        stream: &str,
+        shard: &str,
+        start: &IteratorStart,
+    ) -> std::result::Result<String, ApiError> {
+        self.0.get_shard_iterator(stream, shard, start).await
+    }
+    async fn get_records(
+        &self,
+        iterator: &str,
+        limit: i32,
+    ) -> std::result::Result<RecordsPage, ApiError> {
+        self.0.get_records(iterator, limit).await
+    }
+    async fn put_records(
+        &self,
+        stream: &str,
+        entries: &[PutEntry],
+    ) -> std::result::Result<Vec<Option<String>>, ApiError> {
+        self.0.put_records(stream, entries).await
+    }
+    async fn consumer(&self, _stream: &str, name: &str) -> std::result::Result<Consumer, ApiError> {
+        let mut st = self.0.0.lock().unwrap();
+        st.consumer_calls += 1;
+        let active = st.consumer_calls > st.consumer_creating;
+        Ok(Consumer {
+            arn: format!("arn:fake/consumer/{name}"),
+            active,
+        })
+    }
+    async fn subscribe(
+        &self,
+        _consumer_arn: &str,
+        shard: &str,
+        start: &IteratorStart,
+    ) -> std::result::Result<Box<dyn ShardSubscription>, ApiError> {
+        let mut st = self.0.0.lock().unwrap();
+        st.subscribe_requests.push((shard.into(), start.clone()));
+        let fault = st.sub_faults.pop_front();
+        if fault == Some(SubFault::InUse) {
+            return Err(ApiError::ResourceInUse("ResourceInUseException".into()));
+        }
+        let (_, _, recs, _) = st.shards.iter().find(|s| s.0 == shard).unwrap();
+        let next = match start {
+            IteratorStart::TrimHorizon | IteratorStart::AtTimestamp(_) => 0,
+            IteratorStart::Latest => recs.len(),
+            IteratorStart::AtSequence(s) => recs.iter().position(|r| &r.sequence == s).unwrap(),
+            IteratorStart::AfterSequence(s) if s == "0" => 0,
+            IteratorStart::AfterSequence(s) => {
+                recs.iter().position(|r| &r.sequence == s).unwrap() + 1
+            }
+        };
+        Ok(Box::new(FakeSub {
+            fake: Arc::clone(&self.0),
+            shard: shard.into(),
+            next,
+            sent: 0,
+            fault,
+            limit: st.events_per_subscription.max(1),
+            per_event: st.records_per_event.max(1),
+            idle_every: st.idle_event_every,
+        }))
     }
 }
 
@@ -338,4 +515,245 @@ fn config_checks() {
         toml::from_str("stream = \"s\"\nstart = \"at_timestamp\"\nrecords_per_read = 0").unwrap();
     let errs = c.validate();
     assert_eq!(errs.len(), 2, "{errs:?}");
+}
+
+// ---- enhanced fan-out ----
+
+/// An idle fake shard sends an empty event every 20 ms; the watchdog waits 1 s.
+fn efo_cfg() -> KinesisSourceConfig {
+    toml::from_str(
+        r#"stream = "s"
+discovery_interval = "10s"
+consumer = { type = "efo", name = "osprey-test", stall_timeout = "1s" }"#,
+    )
+    .unwrap()
+}
+
+fn efo_source(fake: &Arc<Fake>) -> KinesisSource {
+    let mut src = KinesisSource::with_api(efo_cfg(), Arc::new(FakeApi(Arc::clone(fake))));
+    src.efo.as_mut().unwrap().backoff = (StdDuration::from_millis(5), StdDuration::from_millis(40));
+    src
+}
+
+fn efo_fake(per_event: usize, per_subscription: usize) -> Arc<Fake> {
+    let fake = Arc::new(Fake::default());
+    {
+        let mut st = fake.0.lock().unwrap();
+        st.records_per_event = per_event;
+        st.events_per_subscription = per_subscription;
+        st.idle_event_every = StdDuration::from_millis(20);
+    }
+    fake
+}
+
+fn resubscriptions(shard: &str, reason: &str) -> u64 {
+    crate::metrics::get()
+        .labeled_counter(RESUBSCRIPTIONS, "", &["component", "shard", "reason"])
+        .with_label_values(&[COMPONENT, shard, reason])
+        .get()
+}
+
+#[tokio::test]
+async fn efo_reads_children_after_parents_across_expiring_subscriptions() {
+    let fake = efo_fake(3, 2);
+    fake.shard("efo-a", &[], 20, true);
+    fake.shard("efo-b", &[], 20, true);
+    fake.shard("efo-c", &["efo-a"], 5, false);
+    fake.shard("efo-d", &["efo-a", "efo-b"], 5, false);
+    let mut src = efo_source(&fake);
+    let items = read(&mut src, 50).await;
+    let labels: Vec<String> = items.iter().map(label).collect();
+    // Per shard: every record once, in order.
+    for (i, shard) in ["efo-a", "efo-b", "efo-c", "efo-d"].iter().enumerate() {
+        let got: Vec<&String> = labels
+            .iter()
+            .filter(|l| l.starts_with(&format!("{shard}/")))
+            .collect();
+        let n = if i < 2 { 20 } else { 5 };
+        let want: Vec<String> = (1..=n)
+            .map(|k| format!("{shard}/{:021}", i as u64 * 1000 + k))
+            .collect();
+        assert_eq!(got, want.iter().collect::<Vec<_>>());
+    }
+    let first = |shard: &str| labels.iter().position(|l| l.starts_with(shard)).unwrap();
+    let last = |shard: &str| labels.iter().rposition(|l| l.starts_with(shard)).unwrap();
+    assert!(last("efo-a") < first("efo-c"));
+    assert!(last("efo-a") < first("efo-d"));
+    assert!(last("efo-b") < first("efo-d"));
+    assert_eq!(
+        src.position()["finished"],
+        serde_json::json!(["efo-a", "efo-b"])
+    );
+    // Each subscription ends after 2 events of 3 records: replaced AFTER the continuation.
+    assert!(resubscriptions("efo-a", "expired") >= 3);
+    let reqs = fake.0.lock().unwrap().subscribe_requests.clone();
+    assert!(
+        reqs.contains(&(
+            "efo-a".into(),
+            IteratorStart::AfterSequence(format!("{:021}", 6))
+        )),
+        "{reqs:?}"
+    );
+    assert!(reqs.contains(&("efo-a".into(), IteratorStart::TrimHorizon)));
+}
+
+#[tokio::test]
+async fn efo_watchdog_replaces_a_stalled_subscription() {
+    let fake = efo_fake(4, 1000);
+    fake.shard("efo-stall", &[], 30, false);
+    fake.0.lock().unwrap().sub_faults = VecDeque::from([SubFault::StallAfter(2)]);
+    let mut src = efo_source(&fake);
+    let items = read(&mut src, 30).await;
+    let labels: Vec<String> = items.iter().map(label).collect();
+    let want: Vec<String> = (1..=30).map(|i| format!("efo-stall/{i:021}")).collect();
+    assert_eq!(labels, want, "no gap, no duplicate");
+    assert_eq!(resubscriptions("efo-stall", "stalled"), 1);
+    let reqs = fake.0.lock().unwrap().subscribe_requests.clone();
+    assert_eq!(
+        reqs[1],
+        (
+            "efo-stall".into(),
+            IteratorStart::AfterSequence(format!("{:021}", 8))
+        )
+    );
+}
+
+#[tokio::test]
+async fn efo_errors_and_resource_in_use_back_off_and_lose_nothing() {
+    let fake = efo_fake(5, 1000);
+    fake.shard("efo-err", &[], 40, false);
+    fake.0.lock().unwrap().sub_faults = VecDeque::from([
+        SubFault::FailAfter(3),
+        SubFault::InUse,
+        SubFault::InUse,
+        SubFault::FailAfter(1),
+    ]);
+    let mut src = efo_source(&fake);
+    let items = read(&mut src, 40).await;
+    let labels: Vec<String> = items.iter().map(label).collect();
+    let want: Vec<String> = (1..=40).map(|i| format!("efo-err/{i:021}")).collect();
+    assert_eq!(labels, want, "no gap, no duplicate");
+    // Failed stream, two refused calls, failed stream: four replacements for errors.
+    assert_eq!(resubscriptions("efo-err", "error"), 4);
+    let reqs = fake.0.lock().unwrap().subscribe_requests.clone();
+    let after15 = IteratorStart::AfterSequence(format!("{:021}", 15));
+    assert_eq!(reqs[1].1, after15);
+    assert_eq!(reqs[3].1, after15);
+    assert_eq!(
+        reqs[4].1,
+        IteratorStart::AfterSequence(format!("{:021}", 20))
+    );
+}
+
+#[tokio::test]
+async fn efo_waits_for_the_consumer_and_idle_events_keep_the_watchdog_quiet() {
+    let fake = efo_fake(10, 1000);
+    fake.shard("efo-idle", &[], 3, false);
+    fake.0.lock().unwrap().consumer_creating = 3;
+    let mut src = efo_source(&fake);
+    let items = read(&mut src, 3).await;
+    assert_eq!(items.len(), 3);
+    assert_eq!(fake.0.lock().unwrap().consumer_calls, 4);
+    // An idle shard: only empty events, every 20 ms, well within the 1 s watchdog; no
+    // resubscription.
+    let until = Instant::now() + StdDuration::from_millis(1500);
+    while Instant::now() < until {
+        match src.poll(10).await.unwrap() {
+            Poll::Idle(d) => tokio::time::sleep(d).await,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(fake.0.lock().unwrap().subscribe_requests.len(), 1);
+    assert_eq!(resubscriptions("efo-idle", "stalled"), 0);
+}
+
+#[tokio::test]
+async fn efo_restore_resumes_inside_an_aggregated_record_and_positions_match_polling() {
+    let fake = efo_fake(10, 1000);
+    fake.shard("efo-kpl", &[], 0, false);
+    {
+        let mut st = fake.0.lock().unwrap();
+        let subs: Vec<kpl::SubRecord> = (0..4)
+            .map(|i| kpl::SubRecord {
+                partition_key: format!("p{i}"),
+                data: format!("{{\"sub\":{i}}}").into_bytes(),
+            })
+            .collect();
+        st.shards[0].2.push(KinesisRecord {
+            sequence: "5".into(),
+            partition_key: "p0".into(),
+            data: kpl::encode(&subs),
+        });
+        st.shards[0].2.push(KinesisRecord {
+            sequence: "6".into(),
+            partition_key: "z".into(),
+            data: b"{\"plain\":1}".to_vec(),
+        });
+    }
+    let mut src = efo_source(&fake);
+    let mut items = Vec::new();
+    while items.len() < 2 {
+        match src.poll(2 - items.len()).await.unwrap() {
+            Poll::Items(i) => items.extend(i),
+            Poll::Idle(d) => tokio::time::sleep(d).await,
+            Poll::End => unreachable!(),
+        }
+    }
+    assert_eq!(
+        items.iter().map(label).collect::<Vec<_>>(),
+        ["efo-kpl/5:0", "efo-kpl/5:1"]
+    );
+    let pos = src.position();
+    assert_eq!(
+        pos["shards"]["efo-kpl"],
+        serde_json::json!({"seq": "5", "sub": 1})
+    );
+    drop(src);
+
+    // The same checkpoint restores an enhanced fan-out source …
+    let mut again = efo_source(&fake);
+    again.restore(&pos).await.unwrap();
+    let rest = read(&mut again, 3).await;
+    assert_eq!(
+        rest.iter().map(label).collect::<Vec<_>>(),
+        ["efo-kpl/5:2", "efo-kpl/5:3", "efo-kpl/6"]
+    );
+    let reqs = fake.0.lock().unwrap().subscribe_requests.clone();
+    assert_eq!(
+        reqs.last().unwrap().1,
+        IteratorStart::AtSequence("5".into())
+    );
+    // … and a polling one.
+    let mut polling = KinesisSource::with_api(cfg(), Arc::new(FakeApi(fake.clone())));
+    polling.restore(&pos).await.unwrap();
+    let rest = read(&mut polling, 3).await;
+    assert_eq!(
+        rest.iter().map(label).collect::<Vec<_>>(),
+        ["efo-kpl/5:2", "efo-kpl/5:3", "efo-kpl/6"]
+    );
+}
+
+#[test]
+fn efo_config_checks() {
+    assert!(efo_cfg().validate().is_empty());
+    let c: KinesisSourceConfig =
+        toml::from_str("stream = \"s\"\nconsumer = { type = \"efo\", name = \"job-1.a_b\" }")
+            .unwrap();
+    assert!(c.validate().is_empty());
+    let ConsumerConfig::Efo(e) = &c.consumer else {
+        panic!("{:?}", c.consumer)
+    };
+    assert_eq!(e.stall_timeout.as_std(), StdDuration::from_secs(30));
+    let c: KinesisSourceConfig = toml::from_str(
+        "stream = \"s\"\nconsumer = { type = \"efo\", name = \"bad name\", stall_timeout = \"0s\" }",
+    )
+    .unwrap();
+    assert_eq!(c.validate().len(), 2);
+    let unknown = toml::from_str::<KinesisSourceConfig>(
+        "stream = \"s\"\nconsumer = { type = \"efo\", name = \"n\", watchdog = \"1s\" }",
+    );
+    assert!(unknown.is_err());
+    let c: KinesisSourceConfig =
+        toml::from_str("stream = \"s\"\nconsumer = { type = \"polling\" }").unwrap();
+    assert!(matches!(c.consumer, ConsumerConfig::Polling));
 }
