@@ -226,7 +226,14 @@ async fn load_s3_table(
                     "origin.uri: no object `{key}` in bucket `{bucket}` ({uri})"
                 ))
             } else {
-                table_error(format!("origin.uri: reading {uri}: {}", sdk_error(&e)))
+                // The service's code and message say it best (NoSuchBucket, AccessDenied …);
+                // transport errors have neither, their source chain does.
+                use aws_sdk_s3::error::ProvideErrorMetadata;
+                let why = match e.code() {
+                    Some(code) => format!("{code}: {}", e.message().unwrap_or("")),
+                    None => sdk_error(&e),
+                };
+                table_error(format!("origin.uri: reading {uri}: {why}"))
             }
         })?;
     if let Some(len) = obj.content_length()

@@ -100,6 +100,8 @@ pub enum RedisError {
 /// See the module docs.
 pub struct RedisTier {
     client: redis::Client,
+    /// `host:port`, for logs (never the password).
+    addr: String,
     conn: Option<ConnectionManager>,
     next_connect: Instant,
     last_cause: DownCause,
@@ -195,6 +197,7 @@ impl RedisTier {
             redis::Client::open(info).map_err(|e| fail(format!("redis: {e}")))?
         };
         Ok(RedisTier {
+            addr: client.get_connection_info().addr().to_string(),
             client,
             conn: None,
             next_connect: Instant::now(),
@@ -232,7 +235,7 @@ impl RedisTier {
         let error = match tokio::time::timeout(self.timeout * 2, connect).await {
             Ok(Ok(c)) => {
                 if self.last_logged.take().is_some() {
-                    tracing::info!("Redis connected again.");
+                    tracing::info!(addr = %self.addr, "Redis connected again.");
                 }
                 self.conn = Some(c.clone());
                 return Ok(c);
@@ -248,10 +251,10 @@ impl RedisTier {
         };
         // One warning per distinct error, not one per batch.
         if self.last_logged.as_deref() != Some(error.as_str()) {
-            tracing::warn!(%error, "Redis connect failed; lookups fall through to the origin or the failure policy.");
+            tracing::warn!(addr = %self.addr, %error, "Redis connect failed; lookups fall through to the origin or the failure policy.");
             self.last_logged = Some(error);
         } else {
-            tracing::debug!(%error, "Redis connect failed again.");
+            tracing::debug!(addr = %self.addr, %error, "Redis connect failed again.");
         }
         Err(RedisError::Down(self.last_cause))
     }
