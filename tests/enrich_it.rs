@@ -690,3 +690,694 @@ fn run_bin(job: &Path) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tier 3 from S3: a reference table object in moto.
+
+/// An S3 client for moto (`OSPREY_S3_ENDPOINT`) and its endpoint, or `None` (outside CI) when
+/// no credentials are set or nothing answers.
+#[cfg(feature = "s3")]
+async fn moto() -> Option<(String, aws_sdk_s3::Client)> {
+    let endpoint =
+        std::env::var("OSPREY_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:5010".into());
+    let why = if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        // The operator takes credentials from the standard chain, like production.
+        Some("AWS_ACCESS_KEY_ID is not set".to_string())
+    } else {
+        None
+    };
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "osprey-test",
+            "osprey-test",
+            None,
+            None,
+            "test",
+        ))
+        .endpoint_url(&endpoint)
+        .force_path_style(true)
+        .build();
+    let client = aws_sdk_s3::Client::from_conf(conf);
+    let why = match why {
+        Some(w) => Some(w),
+        None => client
+            .list_buckets()
+            .send()
+            .await
+            .err()
+            .map(|e| format!("no S3 server at {endpoint} ({e})")),
+    };
+    if let Some(why) = why {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{why} under CI=true (run `. scripts/services.sh`)"
+        );
+        eprintln!("skipping: {why} (run `. scripts/services.sh`)");
+        return None;
+    }
+    Some((endpoint, client))
+}
+
+/// Creates a fresh bucket and uploads `body` as `key`.
+#[cfg(feature = "s3")]
+async fn upload(client: &aws_sdk_s3::Client, bucket: &str, key: &str, body: String) {
+    let _ = client.create_bucket().bucket(bucket).send().await;
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.into_bytes().into())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("uploading {key}: {e:?}"));
+}
+
+/// A bucket name no other run shares (S3 rules: lowercase, at most 63 characters).
+#[cfg(feature = "s3")]
+fn unique_bucket(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "osprey-{test}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000
+    )
+}
+
+/// The reference CSV: keys `k0`…`k29` (the ids of [`write_records`] and [`records`]),
+/// `floor` shifted by `version` so a reload is visible.
+#[cfg(feature = "s3")]
+fn sites_csv(version: i64) -> String {
+    let mut s = String::from("id,site,floor\n");
+    for i in 0..30 {
+        s.push_str(&format!("k{i},\"hall {}, east\",{}\n", i % 4, i + version));
+    }
+    s
+}
+
+#[cfg(feature = "s3")]
+fn site(key: &str, version: i64) -> Option<serde_json::Value> {
+    let n: i64 = key.strip_prefix('k')?.parse().ok()?;
+    (n < 30).then(|| {
+        serde_json::json!({ "id": key, "site": format!("hall {}, east", n % 4), "floor": n + version })
+    })
+}
+
+#[cfg(feature = "s3")]
+fn s3_origin(endpoint: &str, uri: &str) -> String {
+    format!(
+        "[origin]\ntype = \"s3\"\nuri = \"{uri}\"\nkey_column = \"id\"\nendpoint_url = \"{endpoint}\"\n"
+    )
+}
+
+#[cfg(feature = "s3")]
+#[tokio::test]
+async fn s3_origin_serves_lookups_and_preloads() {
+    let Some((endpoint, client)) = moto().await else {
+        return;
+    };
+    let bucket = unique_bucket("enrich");
+    upload(&client, &bucket, "ref/sites.csv", sites_csv(0)).await;
+    let uri = format!("s3://{bucket}/ref/sites.csv");
+    let keys = ["k3", "k99", "k3", "k29", "k0"];
+
+    // Lookup mode: the table is tier 3 behind the cache.
+    let (mut op, mut cx) = build(&format!("field = \"site\"\n{}", s3_origin(&endpoint, &uri)));
+    op.on_start(&mut cx).await.unwrap();
+    let out = run(&mut op, &mut cx, records(&keys)).await;
+    assert_eq!(out.len(), keys.len());
+    for (r, k) in out.iter().zip(keys) {
+        assert_eq!(&*r.key, k);
+        assert_eq!(json_field(r, "site"), site(k, 0).as_ref(), "{k}");
+    }
+
+    // Preload, unpartitioned, refreshed in the background: a new version of the object is
+    // picked up while batches keep flowing.
+    let (mut op, mut cx) = build(&format!(
+        "mode = \"preload\"\nrefresh = \"50ms\"\n{}",
+        s3_origin(&endpoint, &uri)
+    ));
+    op.on_start(&mut cx).await.unwrap();
+    let out = run(&mut op, &mut cx, records(&keys)).await;
+    for (r, k) in out.iter().zip(keys) {
+        assert_eq!(json_field(r, "enrichment"), site(k, 0).as_ref(), "{k}");
+    }
+    upload(&client, &bucket, "ref/sites.csv", sites_csv(100)).await;
+    let mut reloaded = false;
+    // Bounded only so a broken refresh fails instead of hanging.
+    for _ in 0..1200 {
+        let out = run(&mut op, &mut cx, records(&["k5"])).await;
+        if json_field(&out[0], "enrichment") == site("k5", 100).as_ref() {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reloaded, "the refreshed object replaces the table");
+
+    // Preload, partitioned over two partitions: each keeps only the keys it owns.
+    let cfg: EnrichConfig = toml::from_str(&format!(
+        "mode = \"preload\"\npartitioned = true\n{}",
+        s3_origin(&endpoint, &uri)
+    ))
+    .unwrap();
+    assert!(cfg.validate(&Default::default()).is_empty());
+    let mut seen = 0;
+    for p in 0..2 {
+        let bcx = BuildContext {
+            partition: p,
+            values: 0,
+            value_names: vec![],
+            has_time: false,
+            partitions: 2,
+            key_groups: 16,
+        };
+        let mut op = Enrich::new(&cfg, &bcx).unwrap();
+        let mut cx = Context {
+            partition: p,
+            partition_name: format!("p{p:03}"),
+            backend: Arc::new(MemoryBackend::default()),
+            writes: Default::default(),
+            dead_letters: Vec::new(),
+        };
+        op.on_start(&mut cx).await.unwrap();
+        let all: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let mine: Vec<Record> = records(&all)
+            .into_iter()
+            .map(|mut r| {
+                r.key_group = osprey::partition::key_group(r.key.as_bytes(), 16);
+                r
+            })
+            .filter(|r| osprey::partition::partition_of(r.key_group, 16, 2) == p)
+            .collect();
+        let out = run(&mut op, &mut cx, mine).await;
+        for r in &out {
+            assert_eq!(json_field(r, "enrichment"), site(&r.key, 100).as_ref());
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 40, "every record went through one partition");
+}
+
+#[cfg(feature = "s3")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_preload_job_end_to_end() {
+    let Some((endpoint, client)) = moto().await else {
+        return;
+    };
+    let bucket = unique_bucket("enrich-job");
+    upload(&client, &bucket, "sites.csv", sites_csv(0)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    // 40 keys, 30 of them in the table.
+    write_records(&d.join("input.jsonl"), 5_000, 40);
+    let job_path = job(
+        &d,
+        "s3.toml",
+        &format!(
+            r#"name = "s3_enrich"
+[source]
+type = "file"
+path = "{{dir}}/input.jsonl"
+[record]
+key = "id"
+values = ["x"]
+[runtime]
+partitions = 2
+[[operators]]
+type = "enrich"
+field = "site"
+mode = "preload"
+partitioned = true
+{origin}
+[sink]
+type = "file"
+path = "{{dir}}/out"
+[state]
+dir = "{{dir}}/data"
+[metrics]
+enabled = false
+"#,
+            origin = s3_origin(&endpoint, &format!("s3://{bucket}/sites.csv"))
+                .replace("[origin]", "[operators.origin]")
+        ),
+    );
+    let out = tokio::task::spawn_blocking(move || run_bin(&job_path))
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = published_json(&d.join("out"));
+    assert_eq!(got.len(), 5_000);
+    let mut enriched = 0;
+    for r in &got {
+        let id = r["id"].as_str().unwrap();
+        assert_eq!(r.get("site"), site(id, 0).as_ref(), "{id}");
+        enriched += usize::from(r.get("site").is_some());
+    }
+    assert!(enriched > 0 && enriched < 5_000, "{enriched}");
+}
+
+#[cfg(feature = "s3")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_origin_errors_name_the_field() {
+    let Some((endpoint, client)) = moto().await else {
+        return;
+    };
+    let bucket = unique_bucket("enrich-err");
+    upload(&client, &bucket, "present.csv", sites_csv(0)).await;
+    let start_error = |uri: String, extra: &'static str| {
+        let endpoint = endpoint.clone();
+        async move {
+            let (mut op, mut cx) = build(&format!("{extra}\n{}", s3_origin(&endpoint, &uri)));
+            op.on_start(&mut cx).await.unwrap_err().to_string()
+        }
+    };
+    // A missing object, in both modes.
+    for mode in ["mode = \"lookup\"", "mode = \"preload\""] {
+        let e = start_error(format!("s3://{bucket}/absent.csv"), mode).await;
+        assert!(
+            e.contains("origin.uri") && e.contains("no object `absent.csv`"),
+            "{e}"
+        );
+    }
+    // A missing bucket.
+    let e = start_error(format!("s3://{bucket}-gone/present.csv"), "").await;
+    assert!(
+        e.contains("origin.uri") && e.contains("NoSuchBucket"),
+        "{e}"
+    );
+    // A table without the key column.
+    let (mut op, mut cx) = build(
+        &s3_origin(&endpoint, &format!("s3://{bucket}/present.csv"))
+            .replace("key_column = \"id\"", "key_column = \"device\""),
+    );
+    let e = op.on_start(&mut cx).await.unwrap_err().to_string();
+    assert!(
+        e.contains("origin.key_column") && e.contains("`device`"),
+        "{e}"
+    );
+
+    // A bad URI is a configuration error naming the field, before anything runs.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = job(
+        dir.path(),
+        "bad.toml",
+        &format!(
+            "[source]\ntype = \"stdin\"\n[[operators]]\ntype = \"enrich\"\n{}",
+            s3_origin(&endpoint, "s3://just-a-bucket").replace("[origin]", "[operators.origin]")
+        ),
+    );
+    let out = tokio::task::spawn_blocking(move || osprey().arg("validate").arg(&bad).output())
+        .await
+        .unwrap()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("origin.uri") && text.contains("s3://bucket/key"),
+        "{text}"
+    );
+
+    // And a job whose object is missing stops at start, saying so.
+    let missing = job(
+        dir.path(),
+        "missing.toml",
+        &format!(
+            "[source]\ntype = \"stdin\"\n[[operators]]\ntype = \"enrich\"\n{}[state]\ndir = \"{{dir}}/data\"\n[metrics]\nenabled = false\n",
+            s3_origin(&endpoint, &format!("s3://{bucket}/absent.csv"))
+                .replace("[origin]", "[operators.origin]")
+        ),
+    );
+    let out = tokio::task::spawn_blocking(move || run_bin(&missing))
+        .await
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("origin.uri"), "{log}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis over TLS with AUTH: a redis-server of our own with a CA and certificates made here.
+
+const TLS_PASSWORD: &str = "s3cret-enrich";
+
+/// Runs `openssl` in `dir`, failing the test when it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A self-signed CA (`<name>.crt`, `<name>.key`) in `dir`.
+fn make_ca(dir: &Path, name: &str) {
+    let (key, crt, subj) = (
+        format!("{name}.key"),
+        format!("{name}.crt"),
+        format!("/CN=osprey test {name}"),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-subj",
+            &subj,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+}
+
+/// A leaf certificate `<name>.crt`/`<name>.key` signed by the CA `ca`, with extensions `ext`.
+fn make_leaf(dir: &Path, ca: &str, name: &str, ext: &str) {
+    let (key, csr, crt, extfile) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.crt"),
+        format!("{name}.ext"),
+    );
+    std::fs::write(dir.join(&extfile), ext).unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &format!("{ca}.crt"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-extfile",
+            &extfile,
+        ],
+    );
+}
+
+/// redis-server with TLS only (`--port 0`), client certificates required and `requirepass`.
+struct TlsRedis {
+    port: u16,
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl TlsRedis {
+    /// `None` (outside CI) when redis-server or openssl is missing.
+    fn start() -> Option<TlsRedis> {
+        for tool in ["redis-server", "openssl"] {
+            if which(tool).is_err() {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "{tool} not on PATH under CI=true"
+                );
+                eprintln!("skipping: no {tool} on PATH");
+                return None;
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        make_ca(d, "ca");
+        make_ca(d, "other-ca");
+        make_leaf(
+            d,
+            "ca",
+            "server",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        );
+        make_leaf(
+            d,
+            "ca",
+            "client",
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+             extendedKeyUsage=clientAuth\n",
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(which("redis-server").unwrap())
+            .current_dir(d)
+            .args(["--port", "0", "--bind", "127.0.0.1"])
+            .args(["--tls-port", &port.to_string()])
+            .args([
+                "--tls-cert-file",
+                "server.crt",
+                "--tls-key-file",
+                "server.key",
+            ])
+            .args(["--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "yes"])
+            .args(["--requirepass", TLS_PASSWORD])
+            .args(["--save", "", "--appendonly", "no", "--dir", "."])
+            .args(["--logfile", "redis.log"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut r = TlsRedis { port, child, dir };
+        for _ in 0..400 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(r);
+            }
+            if let Some(status) = r.child.try_wait().unwrap() {
+                panic!(
+                    "TLS redis-server exited ({status}): {}",
+                    std::fs::read_to_string(r.dir.path().join("redis.log")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("TLS redis-server did not listen on port {port}");
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// `[redis]` options: `password`, the CA trusted, and whether to present the client
+    /// certificate.
+    fn redis_toml(&self, password: &str, ca: &str, client_cert: bool, prefix: &str) -> String {
+        let mut s = format!(
+            "url = \"rediss://127.0.0.1:{}\"\npassword = \"{password}\"\ntls_ca_file = \"{}\"\n\
+             key_prefix = \"{prefix}\"\ntimeout = \"2s\"\n",
+            self.port,
+            self.file(&format!("{ca}.crt"))
+        );
+        if client_cert {
+            s.push_str(&format!(
+                "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+                self.file("client.crt"),
+                self.file("client.key")
+            ));
+        }
+        s
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `osprey_enrich_lookups_total` of one operator instance, tier and outcome.
+fn lookups(operator: &str, tier: &str, outcome: &str) -> u64 {
+    let text = osprey::metrics::get().render();
+    let head = format!(
+        "osprey_enrich_lookups_total{{operator=\"{operator}\",outcome=\"{outcome}\",partition=\"p000\",tier=\"{tier}\"}} "
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix(&head))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_with_auth_enriches_and_counts_tls_and_auth_failures() {
+    let Some(redis) = TlsRedis::start() else {
+        return;
+    };
+    let prefix = unique_prefix("tls");
+    let keys = ["k0", "k1", "k2", "k3", "k4"];
+
+    // Seed through the operator: origin answers are written back to Redis over TLS.
+    let (origin, ctl) = start_origin().await;
+    let (mut op, mut cx) = build(&format!(
+        "name = \"tls_seed\"\n[redis]\n{}[origin]\ntype = \"http\"\nurl = \"{origin}\"\n",
+        redis.redis_toml(TLS_PASSWORD, "ca", true, &prefix)
+    ));
+    let out = run(&mut op, &mut cx, records(&keys)).await;
+    for (r, k) in out.iter().zip(keys) {
+        assert_eq!(json_field(r, "enrichment"), origin_value(k).as_ref());
+    }
+    assert_eq!(lookups("tls_seed", "redis", "miss"), 5);
+    assert_eq!(ctl.requests.load(Ordering::SeqCst), 5);
+
+    // Redis as the store (no origin, no tier 1): every value now comes from Redis.
+    let reader = |name: &str, password: &str, ca: &str, client_cert: bool, policy: &str| {
+        format!(
+            "name = \"{name}\"\non_failure = \"{policy}\"\n[cache]\nmax_entries = 0\n[redis]\n{}",
+            redis.redis_toml(password, ca, client_cert, &prefix)
+        )
+    };
+    let (mut op, mut cx) = build(&reader("tls_read", TLS_PASSWORD, "ca", true, "emit"));
+    let out = run(&mut op, &mut cx, records(&keys)).await;
+    for (r, k) in out.iter().zip(keys) {
+        assert_eq!(json_field(r, "enrichment"), origin_value(k).as_ref(), "{k}");
+    }
+    assert_eq!(lookups("tls_read", "redis", "hit"), 5);
+    assert_eq!(ctl.requests.load(Ordering::SeqCst), 5, "no origin call");
+
+    // Failures are counted, and records keep flowing under the failure policy.
+    for (name, password, ca, client_cert, reason) in [
+        (
+            "tls_wrong_password",
+            "not-the-password",
+            "ca",
+            true,
+            "redis_auth_failed",
+        ),
+        (
+            "tls_untrusted",
+            TLS_PASSWORD,
+            "other-ca",
+            true,
+            "redis_tls_failed",
+        ),
+    ] {
+        let (mut op, mut cx) = build(&reader(name, password, ca, client_cert, "emit"));
+        for round in 1..=2u64 {
+            let out = run(&mut op, &mut cx, records(&keys)).await;
+            assert_eq!(out.len(), 5, "{name}: records keep flowing");
+            for r in &out {
+                assert!(json_field(r, "enrichment").is_none());
+                assert_eq!(
+                    r.field("enrich_error"),
+                    Some(&Field::Str(reason.into())),
+                    "{name}"
+                );
+            }
+            assert_eq!(lookups(name, "redis", "error"), 5 * round, "{name}");
+        }
+    }
+    // Without the client certificate the server refuses the connection; dead-lettered.
+    let (mut op, mut cx) = build(&reader(
+        "tls_no_client_cert",
+        TLS_PASSWORD,
+        "ca",
+        false,
+        "dead_letter",
+    ));
+    let out = run(&mut op, &mut cx, records(&keys)).await;
+    assert!(out.is_empty());
+    assert_eq!(cx.dead_letters.len(), 5);
+    assert!(
+        cx.dead_letters
+            .iter()
+            .all(|d| d.reason.starts_with("redis_")),
+        "{:?}",
+        cx.dead_letters
+            .iter()
+            .map(|d| &d.reason)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(lookups("tls_no_client_cert", "redis", "error"), 5);
+
+    // The binary end to end through rediss:// (a fresh process: rustls' crypto provider is
+    // set up by osprey itself, not by this test).
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    write_records(&d.join("input.jsonl"), 2_000, 5);
+    let job_path = job(
+        &d,
+        "tls.toml",
+        &format!(
+            r#"name = "tls_job"
+[source]
+type = "file"
+path = "{{dir}}/input.jsonl"
+[record]
+key = "id"
+values = ["x"]
+[[operators]]
+type = "enrich"
+field = "meta"
+[operators.redis]
+{}
+[sink]
+type = "file"
+path = "{{dir}}/out"
+[state]
+dir = "{{dir}}/data"
+[metrics]
+enabled = false
+"#,
+            redis.redis_toml(TLS_PASSWORD, "ca", true, &prefix)
+        ),
+    );
+    let out = tokio::task::spawn_blocking(move || run_bin(&job_path))
+        .await
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    let got = published_json(&d.join("out"));
+    assert_eq!(got.len(), 2_000);
+    for r in &got {
+        let id = r["id"].as_str().unwrap();
+        assert_eq!(r.get("meta"), origin_value(id).as_ref(), "{id}");
+        assert!(r.get("enrich_error").is_none());
+    }
+}

@@ -20,7 +20,7 @@ pub struct EnrichConfig {
     #[serde(default = "default_field")]
     pub field: String,
     /// `lookup` (per-record lookups through the cache tiers) or `preload` (the whole
-    /// reference table in memory). Default `lookup`.
+    /// reference table of a `file` or `s3` origin in memory). Default `lookup`.
     #[serde(default)]
     pub mode: Mode,
     /// `ordered` (emit records in input order) or `unordered` (in completion order).
@@ -64,7 +64,8 @@ pub struct EnrichConfig {
     /// lookup key must then be the record's key.
     #[serde(default)]
     pub partitioned: bool,
-    /// `mode = "preload"`: reload the table in the background this often. Default never.
+    /// `mode = "preload"`: reload the table (file or S3 object) in the background this often;
+    /// a failed reload keeps the previous table. Default never.
     pub refresh: Option<Duration>,
 }
 
@@ -75,7 +76,7 @@ pub enum Mode {
     /// Per-record lookups through the tiers.
     #[default]
     Lookup,
-    /// The whole reference table loaded at start.
+    /// The whole reference table (`file` or `s3` origin) loaded at start.
     Preload,
 }
 
@@ -129,13 +130,27 @@ impl Default for CacheConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`. AUTH credentials in the URL are passed
-    /// through; `rediss://` (TLS) needs the `redis` crate's TLS feature, not built by default.
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS. AUTH credentials in
+    /// the URL are passed through (`rediss://:secret@host:6380`); a wrong password is a
+    /// connection failure (`enrich_error = "redis_auth_failed"`).
     pub url: String,
-    /// Username for AUTH (overrides the URL's).
+    /// Username for AUTH (overrides the URL's; Redis 6 ACL users).
     pub username: Option<String>,
     /// Password for AUTH (overrides the URL's).
     pub password: Option<String>,
+    /// `rediss://` only: PEM file of the CA certificate(s) to trust instead of the system's
+    /// roots (a private CA). The server certificate must still name the URL's host. Default:
+    /// the system trust store.
+    pub tls_ca_file: Option<PathBuf>,
+    /// `rediss://` only: PEM client certificate (chain) for mutual TLS
+    /// (`tls-auth-clients yes`). Needs `tls_key_file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// `rediss://` only: PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// `rediss://` only: accept any server certificate, unverified (also `rediss://…/#insecure`).
+    /// For tests against self-signed servers; never in production. Default false.
+    #[serde(default)]
+    pub tls_insecure: bool,
     /// Prefix of every Redis key. Default `osprey:enrich:`.
     #[serde(default = "default_prefix")]
     pub key_prefix: String,
@@ -162,6 +177,16 @@ pub enum OriginConfig {
     Http(HttpOrigin),
     /// A reference table file loaded at start: CSV with a header, or JSON lines.
     File(FileOrigin),
+    /// A reference table object in S3 (or an S3-compatible server), loaded at start: the same
+    /// formats as `file`. Needs the `s3` feature (built by default).
+    S3(S3Origin),
+}
+
+impl OriginConfig {
+    /// Whether the origin is a reference table loaded at start (`file` or `s3`).
+    pub fn is_table(&self) -> bool {
+        matches!(self, OriginConfig::File(_) | OriginConfig::S3(_))
+    }
 }
 
 /// `origin.type = "http"`.
@@ -185,6 +210,47 @@ pub struct FileOrigin {
     pub key_column: String,
 }
 
+/// `origin.type = "s3"`.
+///
+/// ```toml
+/// [operators.origin]
+/// type = "s3"
+/// uri = "s3://reference/sensors/locations.csv"
+/// key_column = "sensor_id"
+/// ```
+///
+/// Credentials come from the standard AWS SDK chain (environment, profile, instance role).
+/// The object is read whole at start (and at each `refresh`); a missing object, a bucket that
+/// cannot be read or a CSV without `key_column` stops the job at start naming `origin.uri`.
+/// A failed `refresh` keeps the previous table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Origin {
+    /// `s3://bucket/key` of the table object.
+    pub uri: String,
+    /// `csv` or `jsonl`. Default: from the key's extension (`.csv`, else JSON lines).
+    pub format: Option<FileFormat>,
+    /// Column (CSV) or field (JSON lines) holding the key.
+    pub key_column: String,
+    /// Endpoint override for S3-compatible servers (`http://127.0.0.1:5010` for moto);
+    /// path-style addressing is used whenever it is set. Default: the standard AWS SDK chain
+    /// (`AWS_ENDPOINT_URL`, profile …).
+    pub endpoint_url: Option<String>,
+    /// Region. Default: the standard chain (`AWS_REGION`, profile), else `us-east-1`.
+    pub region: Option<String>,
+    /// Larger objects are refused (the table is held in memory). Default 512 MiB.
+    #[serde(default = "default_max_table_bytes")]
+    pub max_bytes: u64,
+}
+
+impl S3Origin {
+    /// `(bucket, key)` of `uri`, or `None` when it is not `s3://bucket/key`.
+    pub fn bucket_and_key(&self) -> Option<(&str, &str)> {
+        let (bucket, key) = self.uri.strip_prefix("s3://")?.split_once('/')?;
+        (!bucket.is_empty() && !key.is_empty() && !key.ends_with('/')).then_some((bucket, key))
+    }
+}
+
 /// Reference table file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -195,6 +261,9 @@ pub enum FileFormat {
     Jsonl,
 }
 
+fn default_max_table_bytes() -> u64 {
+    512 << 20
+}
 fn default_field() -> String {
     "enrichment".into()
 }
@@ -258,6 +327,25 @@ impl EnrichConfig {
                     "must start with redis:// or rediss://",
                 ));
             }
+            let tls_options = [
+                ("redis.tls_ca_file", r.tls_ca_file.is_some()),
+                ("redis.tls_cert_file", r.tls_cert_file.is_some()),
+                ("redis.tls_key_file", r.tls_key_file.is_some()),
+                ("redis.tls_insecure", r.tls_insecure),
+            ];
+            if !r.url.starts_with("rediss://") {
+                for (name, set) in tls_options {
+                    if set {
+                        errors.push(ConfigError::new(name, "needs a rediss:// (TLS) url"));
+                    }
+                }
+            }
+            if r.tls_cert_file.is_some() != r.tls_key_file.is_some() {
+                errors.push(ConfigError::new(
+                    "redis.tls_cert_file",
+                    "a client certificate needs both tls_cert_file and tls_key_file",
+                ));
+            }
             for (name, d) in [("redis.ttl", r.ttl), ("redis.negative_ttl", r.negative_ttl)] {
                 if d.as_std().as_secs() == 0 {
                     errors.push(ConfigError::new(name, "must be at least 1s"));
@@ -272,11 +360,28 @@ impl EnrichConfig {
                 "must be an http:// URL containing {key}",
             ));
         }
+        if let OriginConfig::S3(o) = &self.origin {
+            if o.bucket_and_key().is_none() {
+                errors.push(ConfigError::new(
+                    "origin.uri",
+                    format!("`{}` is not an s3://bucket/key URI", o.uri),
+                ));
+            }
+            if o.max_bytes == 0 {
+                errors.push(ConfigError::new("origin.max_bytes", "must be at least 1"));
+            }
+            if !cfg!(feature = "s3") {
+                errors.push(ConfigError::new(
+                    "origin.type",
+                    "osprey was built without the `s3` feature",
+                ));
+            }
+        }
         if self.mode == Mode::Preload {
-            if !matches!(self.origin, OriginConfig::File(_)) {
+            if !self.origin.is_table() {
                 errors.push(ConfigError::new(
                     "origin",
-                    "mode = \"preload\" needs a file origin (origin.type = \"file\")",
+                    "mode = \"preload\" needs a reference table origin (origin.type = \"file\" or \"s3\")",
                 ));
             }
             if self.partitioned && self.key.is_some() {

@@ -54,7 +54,7 @@ use tokio::time::{Duration, Instant};
 
 use self::cache::{Lookup, TtlLru};
 use self::config::{EnrichConfig, Mode, OnFailure, Order, OriginConfig};
-use self::origin::{HttpClient, OriginError, Table};
+use self::origin::{HttpClient, OriginError, Table, TableSource};
 use super::{Barrier, BuildContext, Context, Operator};
 use crate::event::{Batch, Field, Record};
 use crate::state::codec::{DecodeError, Reader, put_bytes};
@@ -205,7 +205,8 @@ impl StateValue for TableValue {
 /// Why a key could not be resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Failure {
-    Redis,
+    /// Redis failed and nothing else could answer: the reason code.
+    Redis(&'static str),
     Origin(OriginError),
     Timeout,
 }
@@ -213,7 +214,7 @@ enum Failure {
 impl Failure {
     fn reason(self) -> &'static str {
         match self {
-            Failure::Redis => "redis_unavailable",
+            Failure::Redis(reason) => reason,
             Failure::Origin(e) => e.reason(),
             Failure::Timeout => "lookup_timeout",
         }
@@ -375,7 +376,7 @@ impl Enrich {
         }
         let origin = match &cfg.origin {
             OriginConfig::Http(h) => OriginTier::Http(Arc::new(HttpClient::new(&h.url)?)),
-            OriginConfig::None | OriginConfig::File(_) => OriginTier::None,
+            OriginConfig::None | OriginConfig::File(_) | OriginConfig::S3(_) => OriginTier::None,
         };
         Ok(Enrich {
             metrics: Metrics::new(&name, cx.partition),
@@ -510,7 +511,7 @@ impl Enrich {
 
         // Tier 2.
         #[allow(unused_mut)]
-        let mut redis_failed = false;
+        let mut redis_failed: Option<&'static str> = None;
         #[cfg(feature = "redis")]
         if let Some(redis) = &mut self.redis
             && !misses.is_empty()
@@ -545,11 +546,12 @@ impl Enrich {
                     misses = still;
                 }
                 Err(e) => {
-                    redis_failed = true;
-                    let outcome = match e {
-                        redis::RedisError::Timeout => "timeout",
-                        _ => "error",
+                    let (outcome, reason) = match e {
+                        redis::RedisError::Timeout => ("timeout", "redis_unavailable"),
+                        redis::RedisError::Failed => ("error", "redis_unavailable"),
+                        redis::RedisError::Down(cause) => ("error", cause.reason()),
                     };
+                    redis_failed = Some(reason);
                     self.metrics.count("redis", outcome, misses.len() as u64);
                 }
             }
@@ -560,8 +562,8 @@ impl Enrich {
         match &self.origin {
             OriginTier::None => {
                 for &i in &misses {
-                    out[i] = Some(if redis_failed {
-                        (Err(Failure::Redis), 2)
+                    out[i] = Some(if let Some(reason) = redis_failed {
+                        (Err(Failure::Redis(reason)), 2)
                     } else {
                         // Redis (or nothing) is the store: a miss there is "not found".
                         self.cache
@@ -658,7 +660,7 @@ impl Enrich {
         #[cfg(feature = "redis")]
         if let Some(redis) = &mut self.redis
             && !answers.is_empty()
-            && !redis_failed
+            && redis_failed.is_none()
             && let Err(e) = redis.write_back(&answers).await
         {
             let outcome = match e {
@@ -692,16 +694,15 @@ impl Operator for Enrich {
                 keys: Vec::new(),
             };
         }
-        let OriginConfig::File(file) = &self.cfg.origin else {
+        let Some(source) = TableSource::new(&self.cfg.origin).await? else {
             return Ok(());
         };
-        let file = file.clone();
-        let f = file.clone();
-        let (table, skipped) = tokio::task::spawn_blocking(move || origin::load_table(&f))
-            .await
-            .map_err(|e| self.fail(format!("loading table: {e}")))??;
+        let (table, skipped) = source.load().await.map_err(|e| match e {
+            Error::Operator { message, .. } => self.fail(message),
+            e => e,
+        })?;
         if skipped > 0 {
-            tracing::warn!(operator = %self.name, skipped, path = %file.path.display(), "Skipped reference rows without a key.");
+            tracing::warn!(operator = %self.name, skipped, table = %source.describe(), "Skipped reference rows without a key.");
         }
         self.install(Arc::new(table));
         if let Some(every) = self.cfg.refresh.map(|d| d.as_std()) {
@@ -711,17 +712,15 @@ impl Operator for Enrich {
             let task = tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(every).await;
-                    let f = file.clone();
-                    match tokio::task::spawn_blocking(move || origin::load_table(&f)).await {
-                        Ok(Ok((t, _))) => {
+                    match source.load().await {
+                        Ok((t, _)) => {
                             if tx.send(Arc::new(t)).is_err() {
                                 return;
                             }
                         }
-                        Ok(Err(e)) => {
+                        Err(e) => {
                             tracing::warn!(operator = %name, error = %e, "Reference table reload failed; keeping the old one.")
                         }
-                        Err(_) => return,
                     }
                 }
             });

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use tokio::time::{Duration, Instant};
 
 use super::cache::{Lookup, TtlLru};
-use super::config::EnrichConfig;
+use super::config::{EnrichConfig, S3Origin};
 use super::*;
 use crate::operators::{BuildContext, Context, Operator};
 use crate::state::MemoryBackend;
@@ -338,10 +338,104 @@ fn config_validation_reports_bad_combinations() {
 }
 
 #[test]
+fn s3_origin_and_redis_tls_options_are_validated() {
+    let fields = |text: &str| -> Vec<String> {
+        toml::from_str::<EnrichConfig>(text)
+            .unwrap()
+            .validate(&Default::default())
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    };
+    let s3 = |uri: &str| format!("[origin]\ntype = \"s3\"\nuri = \"{uri}\"\nkey_column = \"id\"\n");
+    assert!(fields(&s3("s3://bucket/t/sites.csv")).is_empty());
+    assert!(
+        fields(&format!(
+            "mode = \"preload\"\npartitioned = true\n{}",
+            s3("s3://b/k")
+        ))
+        .is_empty()
+    );
+    for bad in [
+        "s3://bucket",
+        "s3://bucket/",
+        "s3:///key",
+        "https://b/k",
+        "bucket/key",
+    ] {
+        assert_eq!(fields(&s3(bad)), ["origin.uri"], "{bad}");
+    }
+    let origin = |cfg: &str| -> S3Origin {
+        let OriginConfig::S3(o) = toml::from_str::<EnrichConfig>(cfg).unwrap().origin else {
+            panic!("s3 origin")
+        };
+        o
+    };
+    assert_eq!(
+        origin(&s3("s3://b/dir/t.jsonl")).bucket_and_key(),
+        Some(("b", "dir/t.jsonl"))
+    );
+    let redis = |url: &str, extra: &str| format!("[redis]\nurl = \"{url}\"\n{extra}");
+    assert!(
+        fields(&redis(
+            "rediss://:pw@h:6380",
+            "tls_ca_file = \"ca.pem\"\ntls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\n"
+        ))
+        .is_empty()
+    );
+    assert_eq!(
+        fields(&redis(
+            "redis://h:6379",
+            "tls_ca_file = \"ca.pem\"\ntls_insecure = true\n"
+        )),
+        ["redis.tls_ca_file", "redis.tls_insecure"]
+    );
+    assert_eq!(
+        fields(&redis("rediss://h:6380", "tls_cert_file = \"c.pem\"\n")),
+        ["redis.tls_cert_file"]
+    );
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn unreadable_tls_files_fail_the_build_naming_the_option() {
+    let cfg =
+        config("[redis]\nurl = \"rediss://127.0.0.1:1\"\ntls_ca_file = \"/nonexistent/ca.pem\"\n");
+    let Err(e) = Enrich::new(&cfg, &bcx(0, 1)) else {
+        panic!("a missing CA file is an error")
+    };
+    assert!(e.to_string().contains("redis.tls_ca_file"), "{e}");
+    // A PEM file without a certificate is refused too.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate").unwrap();
+    let cfg = config(&format!(
+        "[redis]\nurl = \"rediss://127.0.0.1:1\"\ntls_ca_file = \"{}\"\n",
+        ca.display()
+    ));
+    let Err(e) = Enrich::new(&cfg, &bcx(0, 1)) else {
+        panic!("a CA file without certificates is an error")
+    };
+    assert!(e.to_string().contains("tls_ca_file"), "{e}");
+}
+
+#[test]
 fn table_values_round_trip_through_state_encoding() {
     let v = TableValue(Arc::new(serde_json::json!({"a": [1, 2], "b": "x"})));
     let mut buf = Vec::new();
     v.encode(&mut buf);
     assert_eq!(TableValue::decode(&buf).unwrap(), v);
     assert!(TableValue::decode(&[9]).is_err());
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn a_rustls_crypto_provider_is_installed_for_redis_tls() {
+    // Building a rediss:// tier installs aws-lc-rs as the process default (idempotent), so the
+    // redis crate's `ClientConfig::builder()` cannot panic for want of a provider.
+    let cfg = config("[redis]\nurl = \"rediss://127.0.0.1:1\"\n");
+    Enrich::new(&cfg, &bcx(0, 1)).unwrap();
+    Enrich::new(&cfg, &bcx(0, 1)).unwrap();
+    let provider = rustls::crypto::CryptoProvider::get_default().expect("installed");
+    assert!(!provider.cipher_suites.is_empty());
 }
