@@ -380,6 +380,9 @@ fn spawn(job: &Path) -> Running {
     Running(
         osprey()
             .args(["run", job.to_str().unwrap()])
+            // Defaults relative to the working directory (an S3 sink's staging folder) land
+            // in the test's folder, not in the checkout.
+            .current_dir(job.parent().unwrap())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -668,6 +671,7 @@ address = "127.0.0.1:{port}"
     let mut child = Running(
         osprey()
             .args(["run", j.to_str().unwrap()])
+            .current_dir(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
