@@ -10,6 +10,10 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # The test services: kinesis-local comes from npm, moto from PyPI into a venv.
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# The operations kit's tests: promtool and a Prometheus server (its postinst may start one on
+# :9090; the tests never use that port), and a compose client for `config` checks.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+{ docker compose version || command -v docker-compose; } >/dev/null 2>&1 || need+=(docker-compose)
 [ "${#need[@]}" -eq 0 ] && exit 0
 
 sudo=""

@@ -27,3 +27,7 @@ mod kinesis_it;
 // Image classification from S3 (moto) end to end: accuracy, bad images, SIGKILL + restart.
 #[cfg(all(feature = "integration-tests", feature = "s3", feature = "onnx"))]
 mod classify_it;
+// The operations kit: promtool on the shipped rules and their unit tests, the compose file,
+// a real Prometheus scraping osprey, and the rules' metric names against live scrapes.
+#[cfg(feature = "integration-tests")]
+mod ops_it;

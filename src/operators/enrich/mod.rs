@@ -80,6 +80,9 @@ pub const BATCH_LATENCY: &str = "osprey_enrich_batch_duration_seconds";
 pub const TABLE_ENTRIES: &str = "osprey_enrich_table_entries";
 /// Seconds since the reference table was loaded.
 pub const TABLE_AGE: &str = "osprey_enrich_table_age_seconds";
+/// Records whose lookup failed (error or timeout) and that `on_failure` passed on
+/// un-enriched or dead-lettered.
+pub const FALLBACKS: &str = "osprey_enrich_fallbacks_total";
 
 const LATENCY_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -253,6 +256,7 @@ struct Metrics {
     lookups: prometheus::IntCounterVec,
     labels: [String; 2],
     retries: IntCounter,
+    fallbacks: IntCounter,
     in_flight: Gauge,
     redis_latency: Histogram,
     origin_latency: Histogram,
@@ -284,6 +288,9 @@ impl Metrics {
             ),
             retries: m
                 .operator_counter(RETRIES, "Enrichment origin retries")
+                .with_label_values(&labels),
+            fallbacks: m
+                .operator_counter(FALLBACKS, "Records whose enrichment lookup failed")
                 .with_label_values(&labels),
             in_flight: gauge(IN_FLIGHT, "Enrichment origin lookups in flight"),
             redis_latency: hist(REDIS_LATENCY, "Enrichment Redis round-trip time"),
@@ -772,9 +779,11 @@ impl Operator for Enrich {
                 Ok(Lookup::NotFound) => {}
                 Err(f) => match self.cfg.on_failure {
                     OnFailure::Emit => {
+                        self.metrics.fallbacks.inc();
                         r.push_field(&self.error_field, Field::Str(Arc::from(f.reason())));
                     }
                     OnFailure::DeadLetter => {
+                        self.metrics.fallbacks.inc();
                         cx.dead_letter(
                             f.reason(),
                             format!("lookup of `{}` failed", keys[slot]),

@@ -39,6 +39,9 @@ pub const POINTS_PRUNED: &str = "osprey_discord_points_pruned_total";
 pub const SCORE: &str = "osprey_discord_score";
 /// Records whose value was missing or not finite, handled by `nan_policy`.
 pub const MISSING: &str = "osprey_discord_missing_values_total";
+/// Records that got no verdict because their key's detector or threshold was still warming
+/// up (`state = "warming_up"`). A rate that never falls is a detector stuck in warm-up.
+pub const WARMUP_POINTS: &str = "osprey_discord_warmup_points_total";
 
 /// The detector of one key.
 pub enum Detector {
@@ -115,6 +118,7 @@ pub struct DiscordOperator {
     m_anomalies: prometheus::IntCounter,
     m_pruned: prometheus::IntCounter,
     m_missing: prometheus::IntCounter,
+    m_warmup: prometheus::IntCounter,
     m_score: prometheus::Histogram,
     m_in: prometheus::IntCounter,
     m_out: prometheus::IntCounter,
@@ -155,6 +159,10 @@ impl DiscordOperator {
             m_missing: counter(
                 MISSING,
                 "Missing or non-finite values seen by the discord detector",
+            ),
+            m_warmup: counter(
+                WARMUP_POINTS,
+                "Records the discord detector gave no verdict while warming up",
             ),
             m_score: m
                 .operator_histogram(
@@ -301,6 +309,7 @@ impl Operator for DiscordOperator {
                     );
                     r.push_field(&names.is_anomaly, Field::Bool(anomaly));
                     let s = if j.warming_up {
+                        self.m_warmup.inc();
                         "warming_up"
                     } else {
                         "scoring"
@@ -308,6 +317,7 @@ impl Operator for DiscordOperator {
                     r.push_field(&names.state, Field::Str(Arc::from(s)));
                 }
                 None => {
+                    self.m_warmup.inc();
                     r.push_field(&names.is_anomaly, Field::Bool(false));
                     r.push_field(&names.state, Field::Str(Arc::from("warming_up")));
                 }

@@ -33,6 +33,9 @@ pub const POINTS_SCORED: &str = "osprey_rcf_points_scored_total";
 pub const ANOMALIES: &str = "osprey_rcf_anomalies_total";
 /// RCF scores.
 pub const SCORE: &str = "osprey_rcf_score";
+/// Records that got no score because their key's forest was still filling its sample (warm-up).
+/// A rate that never falls is a detector stuck in warm-up.
+pub const WARMUP_POINTS: &str = "osprey_rcf_warmup_points_total";
 
 /// Per-key state.
 pub struct RcfState {
@@ -84,6 +87,7 @@ pub struct RcfOperator {
     names: [Arc<str>; 5],
     m_points: prometheus::IntCounter,
     m_anomalies: prometheus::IntCounter,
+    m_warmup: prometheus::IntCounter,
     m_score: prometheus::Histogram,
     m_in: prometheus::IntCounter,
     m_out: prometheus::IntCounter,
@@ -116,6 +120,12 @@ impl RcfOperator {
                 .with_label_values(&[&name, &partition]),
             m_anomalies: m
                 .operator_counter(ANOMALIES, "Points the Random Cut Forest flagged")
+                .with_label_values(&[&name, &partition]),
+            m_warmup: m
+                .operator_counter(
+                    WARMUP_POINTS,
+                    "Records the Random Cut Forest gave no score while warming up",
+                )
                 .with_label_values(&[&name, &partition]),
             m_score: m
                 .operator_histogram(
@@ -224,6 +234,7 @@ impl Operator for RcfOperator {
                     r.push_field(attribution, Field::Json(serde_json::Value::Object(attr)));
                 }
                 None => {
+                    self.m_warmup.inc();
                     r.push_field(grade, Field::F64(0.0));
                     r.push_field(is_anomaly, Field::Bool(false));
                 }
