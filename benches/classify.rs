@@ -1,5 +1,6 @@
 //! Per-stage costs of image classification: decode + RGB, resize/crop/normalise, and tract
-//! inference on ready tensors (batch 1 and 8) for both test models, one thread.
+//! inference on ready tensors (one image per run, as the operator runs it) for both test
+//! models, one thread.
 //!
 //! Read `thrpt` as images/s of that stage alone. Needs `$OSPREY_SHARED` (models and photos);
 //! without it the bench prints why and measures nothing.
@@ -99,13 +100,12 @@ fn inference(c: &mut Criterion) {
     g.sample_size(10);
     for p in &params {
         let model = Model::load(&root.join("models").join(p.file), p.input, 224).unwrap();
-        for batch in [1usize, 8] {
-            g.throughput(Throughput::Elements(batch as u64));
-            let data = vec![0.1f32; batch * 3 * 224 * 224];
-            g.bench_with_input(BenchmarkId::new(p.slug, batch), &batch, |b, &n| {
-                b.iter(|| std::hint::black_box(model.run(n, data.clone()).unwrap()))
-            });
-        }
+        // One image per run, as the operator runs it (see `Model`'s docs for why).
+        g.throughput(Throughput::Elements(1));
+        let data = vec![0.1f32; 3 * 224 * 224];
+        g.bench_with_input(BenchmarkId::new(p.slug, 1), &1, |b, &n| {
+            b.iter(|| std::hint::black_box(model.run(n, data.clone()).unwrap()))
+        });
     }
     g.finish();
 }

@@ -4,7 +4,8 @@
 //! Why not a symbolic batch dimension: tract runs a plan optimised with `N` left symbolic
 //! through generic (≈ 10× slower) convolution paths, and plans specialised to a concrete
 //! `N > 1` were no faster per image than `N = 1` for ResNet-18 and about 2× slower for
-//! EfficientNet-Lite0 (depthwise convolutions) on the machines we measured (docs/BENCHMARKS.md).
+//! EfficientNet-Lite0 (depthwise convolutions), measured with a throwaway probe on our 2-core
+//! machine while it was loaded with builds (docs/BENCHMARKS.md).
 //! Batching still happens, a level up: a window's images are spread over the worker pool.
 
 use std::path::Path;
