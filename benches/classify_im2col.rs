@@ -2,8 +2,10 @@
 //! thread, one image per run, for both test models.
 //!
 //! Each round runs one image through each plan back to back, so a noisy machine (a shared
-//! VM whose speed drifts by 30 % within minutes) slows both sides alike; the report gives
-//! each side's fastest and median run and how many rounds osprey's plan won.
+//! VM whose speed drifts by 30 % within minutes) slows both sides alike; the plan that goes
+//! first alternates from round to round, because the second run of a pair tends to be a
+//! little faster. The report gives each side's fastest and median run and how many rounds
+//! osprey's plan won.
 //! Run: `OSPREY_SHARED=/work/shared cargo bench --profile dev --bench classify_im2col`
 //! (`ROUNDS=n` to change the 40 rounds). Without `$OSPREY_SHARED` it says why and exits.
 
@@ -44,8 +46,14 @@ fn main() {
         }
         let mut ms = [Vec::new(), Vec::new()];
         let mut wins = 0;
-        for _ in 0..rounds {
-            let (a, b) = (time(&plans[0]), time(&plans[1]));
+        for round in 0..rounds {
+            let (a, b) = if round % 2 == 0 {
+                let a = time(&plans[0]);
+                (a, time(&plans[1]))
+            } else {
+                let b = time(&plans[1]);
+                (time(&plans[0]), b)
+            };
             wins += usize::from(b < a);
             ms[0].push(a);
             ms[1].push(b);
