@@ -19,13 +19,11 @@
 pub mod app;
 pub mod cli;
 pub mod config;
-pub mod error;
+pub mod core;
 pub mod eval;
-pub mod event;
 pub mod metrics;
 pub mod operators;
 pub mod parse;
-pub mod partition;
 #[cfg(feature = "kinesis")]
 pub mod produce;
 pub mod shutdown;
@@ -34,7 +32,11 @@ pub mod sources;
 pub mod state;
 pub mod topology;
 
-pub use error::{Error, ErrorKind, Retry};
+pub use crate::core::{Error, ErrorKind, Retry};
+// Old paths, kept while the components move to `core` (removed at the end of the move).
+pub use crate::core::partition;
+pub use crate::core::record as event;
+pub use crate::core::error;
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -23,27 +23,7 @@ use crate::config::{ConfigError, RecordConfig};
 use crate::event::{Batch, Record};
 use crate::state::{StateBackend, WriteBatch};
 
-/// A checkpoint barrier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Barrier {
-    /// Checkpoint epoch.
-    pub epoch: u64,
-    /// The job stops after this checkpoint.
-    pub then_stop: bool,
-}
-
-/// A record an operator could not process, for the dead-letter sink.
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    /// Stable reason code (`non_finite`, `unknown_key` …).
-    pub reason: &'static str,
-    /// Human-readable detail.
-    pub message: String,
-    /// The record as JSON, or the raw input.
-    pub data: String,
-    /// Where the input came from.
-    pub origin: crate::event::Origin,
-}
+pub use crate::core::{Barrier, DeadLetter};
 
 /// What an operator sees of its partition: its state backend, its partition index and the
 /// dead-letter buffer.

@@ -12,7 +12,7 @@ use super::{Barrier, BuildContext, Context, Operator};
 use crate::Result;
 use crate::config::{ConfigError, RecordConfig};
 use crate::event::{Batch, Field};
-use crate::state::codec::{DecodeError, Reader, put_f64, put_u64};
+use crate::state::codec::{DecodeError, Reader, Writer};
 use crate::state::{KeyedState, StateValue};
 
 /// `type = "stats"`.
@@ -95,9 +95,9 @@ impl RunningStats {
 impl StateValue for RunningStats {
     fn encode(&self, out: &mut Vec<u8>) {
         out.push(1);
-        put_u64(out, self.count);
+        Writer::new(out).u64(self.count);
         for v in [self.mean, self.m2, self.min, self.max] {
-            put_f64(out, v);
+            Writer::new(out).f64(v);
         }
     }
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
@@ -114,7 +114,7 @@ impl StateValue for RunningStats {
                 r.finish()?;
                 Ok(s)
             }
-            v => Err(DecodeError(format!("unknown stats version {v}"))),
+            v => Err(DecodeError::UnsupportedVersion(u16::from(v))),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::codec::{DecodeError, Reader, StateValue, put_bytes};
+use super::codec::{DecodeError, Reader, StateValue, Writer};
 use super::{StateBackend, TableId, WriteBatch, state_key};
 use crate::Result;
 
@@ -201,23 +201,23 @@ pub struct ListValue<V>(pub Vec<V>);
 impl<V: StateValue> StateValue for ListValue<V> {
     fn encode(&self, out: &mut Vec<u8>) {
         out.push(1);
-        super::codec::put_u64(out, self.0.len() as u64);
+        Writer::new(out).u64(self.0.len() as u64);
         let mut buf = Vec::new();
         for v in &self.0 {
             buf.clear();
             v.encode(&mut buf);
-            put_bytes(out, &buf);
+            Writer::new(out).len_bytes(&buf);
         }
     }
     fn decode(bytes: &[u8]) -> std::result::Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         if r.u8()? != 1 {
-            return Err(DecodeError("unknown list version".into()));
+            return Err(DecodeError::invalid("unknown list version"));
         }
         let n = r.u64()?;
         let mut out = Vec::new();
         for _ in 0..n {
-            out.push(V::decode(r.bytes()?)?);
+            out.push(V::decode(r.len_bytes()?)?);
         }
         r.finish()?;
         Ok(ListValue(out))

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
-use super::codec::{Reader, put_bytes, put_u64};
+use super::codec::{Reader, Writer};
 use super::{StateBackend, TableId, WriteBatch};
 use crate::{Error, Result};
 
@@ -32,24 +32,24 @@ impl MemoryBackend {
             std::fs::read(&path).map_err(|e| Error::io("reading state snapshot", &path, e))?;
         let corrupt = |e: String| Error::checkpoint(&path, format!("corrupt memory snapshot: {e}"));
         let mut r = Reader::new(&bytes);
-        if r.take(8).map_err(|e| corrupt(e.0))? != SNAPSHOT_MAGIC {
+        if r.take(8).map_err(|e| corrupt(e.to_string()))? != SNAPSHOT_MAGIC {
             return Err(corrupt("bad magic".into()));
         }
         let mut tables = Vec::new();
-        let n = r.u64().map_err(|e| corrupt(e.0))?;
+        let n = r.u64().map_err(|e| corrupt(e.to_string()))?;
         for _ in 0..n {
-            let name = String::from_utf8(r.bytes().map_err(|e| corrupt(e.0))?.to_vec())
+            let name = String::from_utf8(r.len_bytes().map_err(|e| corrupt(e.to_string()))?.to_vec())
                 .map_err(|_| corrupt("table name not UTF-8".into()))?;
-            let entries = r.u64().map_err(|e| corrupt(e.0))?;
+            let entries = r.u64().map_err(|e| corrupt(e.to_string()))?;
             let mut map = BTreeMap::new();
             for _ in 0..entries {
-                let k = r.bytes().map_err(|e| corrupt(e.0))?.to_vec();
-                let v = r.bytes().map_err(|e| corrupt(e.0))?.to_vec();
+                let k = r.len_bytes().map_err(|e| corrupt(e.to_string()))?.to_vec();
+                let v = r.len_bytes().map_err(|e| corrupt(e.to_string()))?.to_vec();
                 map.insert(k, v);
             }
             tables.push((name, map));
         }
-        r.finish().map_err(|e| corrupt(e.0))?;
+        r.finish().map_err(|e| corrupt(e.to_string()))?;
         Ok(MemoryBackend {
             tables: Mutex::new(tables),
         })
@@ -110,13 +110,13 @@ impl StateBackend for MemoryBackend {
         out.extend_from_slice(SNAPSHOT_MAGIC);
         {
             let t = self.lock();
-            put_u64(&mut out, t.len() as u64);
+            Writer::new(&mut out).u64(t.len() as u64);
             for (name, map) in t.iter() {
-                put_bytes(&mut out, name.as_bytes());
-                put_u64(&mut out, map.len() as u64);
+                Writer::new(&mut out).len_bytes(name.as_bytes());
+                Writer::new(&mut out).u64(map.len() as u64);
                 for (k, v) in map {
-                    put_bytes(&mut out, k);
-                    put_bytes(&mut out, v);
+                    Writer::new(&mut out).len_bytes(k);
+                    Writer::new(&mut out).len_bytes(v);
                 }
             }
         }

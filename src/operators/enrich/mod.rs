@@ -57,7 +57,7 @@ use self::config::{EnrichConfig, Mode, OnFailure, Order, OriginConfig};
 use self::origin::{HttpClient, OriginError, Table, TableSource};
 use super::{Barrier, BuildContext, Context, Operator};
 use crate::event::{Batch, Field, Record};
-use crate::state::codec::{DecodeError, Reader, put_bytes};
+use crate::state::codec::{DecodeError, Reader, Writer};
 use crate::state::{KeyedState, StateValue};
 use crate::{Error, Result};
 
@@ -189,18 +189,18 @@ pub struct TableValue(pub Arc<serde_json::Value>);
 impl StateValue for TableValue {
     fn encode(&self, out: &mut Vec<u8>) {
         out.push(1);
-        put_bytes(out, self.0.to_string().as_bytes());
+        Writer::new(out).len_bytes(self.0.to_string().as_bytes());
     }
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         match r.u8()? {
             1 => {
-                let v = serde_json::from_slice(r.bytes()?)
-                    .map_err(|e| DecodeError(format!("table value: {e}")))?;
+                let v = serde_json::from_slice(r.len_bytes()?)
+                    .map_err(|e| DecodeError::invalid(format!("table value: {e}")))?;
                 r.finish()?;
                 Ok(TableValue(Arc::new(v)))
             }
-            v => Err(DecodeError(format!("unknown table value version {v}"))),
+            v => Err(DecodeError::UnsupportedVersion(u16::from(v))),
         }
     }
 }

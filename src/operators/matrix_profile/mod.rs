@@ -26,7 +26,7 @@ pub use config::DiscordConfig;
 use super::{Barrier, BuildContext, Context, Operator};
 use crate::Result;
 use crate::event::{Batch, Field};
-use crate::state::codec::{Reader, put_bytes};
+use crate::state::codec::{Reader, Writer};
 use crate::state::{KeyedState, StateValue};
 
 /// Points scored by a discord operator.
@@ -73,32 +73,32 @@ impl StateValue for DiscordState {
                 d.encode(&mut buf);
             }
         }
-        put_bytes(out, &buf);
+        Writer::new(out).len_bytes(&buf);
         buf.clear();
         self.threshold.encode(&mut buf);
-        put_bytes(out, &buf);
+        Writer::new(out).len_bytes(&buf);
     }
 
     fn decode(bytes: &[u8]) -> std::result::Result<Self, crate::state::DecodeError> {
-        let err = |e: DecodeError| crate::state::DecodeError(e.to_string());
+        let err = |e: DecodeError| crate::state::DecodeError::invalid(e.to_string());
         let mut r = Reader::new(bytes);
         if r.u8()? != 1 {
-            return Err(crate::state::DecodeError(
-                "unknown discord state version".into(),
+            return Err(crate::state::DecodeError::invalid(
+                "unknown discord state version",
             ));
         }
         let kind = r.u8()?;
-        let det = r.bytes()?;
+        let det = r.len_bytes()?;
         let detector = match kind {
             0 => Detector::Exact(LeftMatrixProfile::decode(det).map_err(err)?),
             1 => Detector::Damp(Damp::decode(det).map_err(err)?),
             k => {
-                return Err(crate::state::DecodeError(format!(
+                return Err(crate::state::DecodeError::invalid(format!(
                     "unknown detector kind {k}"
                 )));
             }
         };
-        let threshold = Threshold::decode(r.bytes()?).map_err(err)?;
+        let threshold = Threshold::decode(r.len_bytes()?).map_err(err)?;
         r.finish()?;
         Ok(DiscordState {
             detector,

@@ -22,7 +22,7 @@ pub use config::RcfConfig;
 use super::{Barrier, BuildContext, Context, Operator};
 use crate::Result;
 use crate::event::{Batch, Field};
-use crate::state::codec::{Reader, put_bytes};
+use crate::state::codec::{Reader, Writer};
 use crate::state::{KeyedState, StateValue};
 use forest::{Forest, PointError};
 use threshold::Thresholder;
@@ -50,23 +50,23 @@ impl StateValue for RcfState {
         out.push(1);
         let mut buf = Vec::new();
         self.forest.encode(&mut buf);
-        put_bytes(out, &buf);
+        Writer::new(out).len_bytes(&buf);
         buf.clear();
         self.thresholder.encode(&mut buf);
-        put_bytes(out, &buf);
+        Writer::new(out).len_bytes(&buf);
     }
 
     fn decode(bytes: &[u8]) -> std::result::Result<Self, crate::state::DecodeError> {
         let mut r = Reader::new(bytes);
         if r.u8()? != 1 {
-            return Err(crate::state::DecodeError(
-                "unknown rcf state version".into(),
+            return Err(crate::state::DecodeError::invalid(
+                "unknown rcf state version",
             ));
         }
         let forest =
-            Forest::decode(r.bytes()?).map_err(|e| crate::state::DecodeError(e.to_string()))?;
-        let thresholder = Thresholder::decode(r.bytes()?)
-            .map_err(|e| crate::state::DecodeError(e.to_string()))?;
+            Forest::decode(r.len_bytes()?).map_err(|e| crate::state::DecodeError::invalid(e.to_string()))?;
+        let thresholder = Thresholder::decode(r.len_bytes()?)
+            .map_err(|e| crate::state::DecodeError::invalid(e.to_string()))?;
         r.finish()?;
         Ok(RcfState {
             forest,

@@ -11,7 +11,7 @@ pub type Batch = Vec<Record>;
 pub struct Record {
     /// The partitioning key (a sensor id, a series name …).
     pub key: Arc<str>,
-    /// Key group of `key` (see [`crate::partition`]); decides the partition and the state slot.
+    /// Key group of `key` (see [`crate::core::partition`]); decides the partition and the state slot.
     pub key_group: u16,
     /// The configured value fields, in configuration order.
     pub values: Vec<f64>,

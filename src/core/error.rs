@@ -28,7 +28,7 @@ pub enum Retry {
 pub enum Error {
     /// The job configuration is invalid; every problem is listed.
     #[error("invalid configuration:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
-    Config(Vec<crate::config::ConfigError>),
+    Config(Vec<crate::core::ConfigError>),
     /// An I/O error, with the path it concerned.
     #[error("{context} {}: {source}", path.display())]
     Io {
