@@ -202,15 +202,11 @@ impl Case {
             has_time: false,
             partitions: 1,
             key_groups: 256,
+            resources: Default::default(),
         };
-        let mut cx = Context {
-            partition: 0,
-            partition_name: "p000".into(),
-            backend: Arc::new(MemoryBackend::default()),
-            writes: Default::default(),
-            dead_letters: Vec::new(),
-        };
+        let mut cx = Context::new(0, Arc::new(MemoryBackend::default()));
         let mut op = Enrich::new(&cfg, &bcx).unwrap();
+        cx.open_tables(&op).unwrap();
         op.on_start(&mut cx).await.unwrap();
         let mut case = Case { op, cx, next: 0, p };
         if p.tier == Tier::Cache {

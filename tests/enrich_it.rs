@@ -141,15 +141,12 @@ fn build(toml_text: &str) -> (Enrich, Context) {
         has_time: false,
         partitions: 1,
         key_groups: 16,
+        resources: Default::default(),
     };
-    let cx = Context {
-        partition: 0,
-        partition_name: "p000".into(),
-        backend: Arc::new(MemoryBackend::default()),
-        writes: Default::default(),
-        dead_letters: Vec::new(),
-    };
-    (Enrich::new(&cfg, &bcx).unwrap(), cx)
+    let mut cx = Context::new(0, Arc::new(MemoryBackend::default()));
+    let op = Enrich::new(&cfg, &bcx).unwrap();
+    cx.open_tables(&op).unwrap();
+    (op, cx)
 }
 
 fn records(keys: &[&str]) -> Vec<Record> {
@@ -855,15 +852,11 @@ async fn s3_origin_serves_lookups_and_preloads() {
             has_time: false,
             partitions: 2,
             key_groups: 16,
+            resources: Default::default(),
         };
         let mut op = Enrich::new(&cfg, &bcx).unwrap();
-        let mut cx = Context {
-            partition: p,
-            partition_name: format!("p{p:03}"),
-            backend: Arc::new(MemoryBackend::default()),
-            writes: Default::default(),
-            dead_letters: Vec::new(),
-        };
+        let mut cx = Context::new(p, Arc::new(MemoryBackend::default()));
+        cx.open_tables(&op).unwrap();
         op.on_start(&mut cx).await.unwrap();
         let all: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
         let all: Vec<&str> = all.iter().map(String::as_str).collect();

@@ -49,3 +49,17 @@ pub struct DeadLetter {
     pub origin: Origin,
 }
 
+
+impl DeadLetter {
+    /// A dead letter for `record`, which is written out as JSON.
+    pub fn of_record(reason: &'static str, message: impl Into<String>, record: &Record) -> Self {
+        let mut data = String::new();
+        record.write_json(&mut data);
+        DeadLetter {
+            reason,
+            message: message.into(),
+            data,
+            origin: record.origin.clone(),
+        }
+    }
+}

@@ -42,20 +42,13 @@ impl FilterConfig {
 pub struct Filter {
     name: String,
     fields: Vec<String>,
-    m_in: prometheus::IntCounter,
-    m_out: prometheus::IntCounter,
 }
 
 impl Filter {
     /// Builds the operator for one partition.
-    pub fn new(cfg: &FilterConfig, cx: &BuildContext) -> Self {
-        let name = cfg.name().to_string();
-        let partition = format!("p{:03}", cx.partition);
-        let m = crate::metrics::get();
+    pub fn new(cfg: &FilterConfig, _cx: &BuildContext) -> Self {
         Filter {
-            m_in: m.operator_in.with_label_values(&[&name, &partition]),
-            m_out: m.operator_out.with_label_values(&[&name, &partition]),
-            name,
+            name: cfg.name().to_string(),
             fields: cfg.any_true.clone(),
         }
     }
@@ -68,14 +61,11 @@ impl Operator for Filter {
     }
 
     async fn process(&mut self, batch: Batch, _cx: &mut Context, out: &mut Batch) -> Result<()> {
-        self.m_in.inc_by(batch.len() as u64);
-        let before = out.len();
         out.extend(batch.into_iter().filter(|r| {
             self.fields
                 .iter()
                 .any(|f| matches!(r.field(f), Some(Field::Bool(true))))
         }));
-        self.m_out.inc_by((out.len() - before) as u64);
         Ok(())
     }
 }

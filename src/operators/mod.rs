@@ -8,6 +8,7 @@
 pub mod classify;
 pub mod enrich;
 pub mod filter;
+pub mod kit;
 pub mod matrix_profile;
 pub mod rcf;
 pub mod stats;
@@ -19,45 +20,10 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::Result;
-use crate::config::{ConfigError, RecordConfig};
-use crate::event::{Batch, Record};
-use crate::state::{StateBackend, WriteBatch};
+use crate::core::{Batch, ConfigError, RecordConfig};
 
 pub use crate::core::{Barrier, DeadLetter};
-
-/// What an operator sees of its partition: its state backend, its partition index and the
-/// dead-letter buffer.
-pub struct Context {
-    /// Partition index.
-    pub partition: usize,
-    /// Partition name (`p000` …), the metrics label.
-    pub partition_name: String,
-    /// The job's state backend.
-    pub backend: Arc<dyn StateBackend>,
-    /// Writes collected for the barrier being handled (see [`Operator::on_checkpoint`]).
-    pub writes: WriteBatch,
-    /// Dead letters collected while processing the current batch.
-    pub dead_letters: Vec<DeadLetter>,
-}
-
-impl Context {
-    /// Sends a record to the dead-letter sink with a reason.
-    pub fn dead_letter(
-        &mut self,
-        reason: &'static str,
-        message: impl Into<String>,
-        record: &Record,
-    ) {
-        let mut data = String::new();
-        record.write_json(&mut data);
-        self.dead_letters.push(DeadLetter {
-            reason,
-            message: message.into(),
-            data,
-            origin: record.origin.clone(),
-        });
-    }
-}
+pub use kit::{BuildContext, Context, MetricsScope, Resources, TableRef, TableSpec, Tables};
 
 /// See the module docs.
 #[async_trait]
@@ -65,18 +31,27 @@ pub trait Operator: Send + 'static {
     /// Stable snake_case name: metrics label and state-table prefix. Never rename.
     fn name(&self) -> &str;
 
+    /// The state tables this instance keeps, in [`TableRef`] order (`TableRef::new(0)` is the
+    /// first). The runtime opens them before [`Operator::on_start`], swaps them into
+    /// [`Context::tables`] for every call, and flushes their dirty entries after
+    /// [`Operator::on_checkpoint`]. Called once, after `build`.
+    fn tables(&self) -> Vec<TableSpec> {
+        Vec::new()
+    }
+
     /// Timer for window flushes and TTL sweeps. `None`: no `on_tick` calls.
     fn tick_interval(&self) -> Option<Duration> {
         None
     }
 
-    /// Called once, after state is restored and before the first batch: open state tables.
+    /// Called once, after state is restored and its tables are open, before the first batch.
     async fn on_start(&mut self, _cx: &mut Context) -> Result<()> {
         Ok(())
     }
 
     /// Required. Consumes a batch and pushes results to `out`, in order. A bad record is
-    /// counted and dead-lettered through `cx`, never an `Err`; `Err` stops the job.
+    /// dead-lettered through `cx`, never an `Err`; `Err` stops the job. The runtime counts the
+    /// records in and out.
     async fn process(&mut self, batch: Batch, cx: &mut Context, out: &mut Batch) -> Result<()>;
 
     /// Called every `tick_interval`.
@@ -96,8 +71,9 @@ pub trait Operator: Send + 'static {
         Ok(())
     }
 
-    /// A barrier: put everything needed to resume into `cx.writes` (keyed state flushes,
-    /// RNG state, in-flight work). Called after every record before the barrier was processed.
+    /// A barrier: put everything needed to resume into `cx.writes` beyond the declared tables,
+    /// which the runtime flushes itself (RNG state, in-flight work). Called after every record
+    /// before the barrier was processed.
     async fn on_checkpoint(&mut self, _barrier: Barrier, _cx: &mut Context) -> Result<()> {
         Ok(())
     }
@@ -194,21 +170,4 @@ impl OperatorConfig {
             OperatorConfig::ClassifyImage(c) => Box::new(classify::ClassifyImage::new(c, cx)?),
         })
     }
-}
-
-/// What `build` gets to know about the job.
-#[derive(Debug, Clone)]
-pub struct BuildContext {
-    /// Partition index.
-    pub partition: usize,
-    /// Number of value fields each record carries.
-    pub values: usize,
-    /// Names of the value fields.
-    pub value_names: Vec<String>,
-    /// Whether records carry event time.
-    pub has_time: bool,
-    /// Number of partitions of the job.
-    pub partitions: usize,
-    /// Number of key groups of the job (see [`crate::partition`]).
-    pub key_groups: u16,
 }

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Barrier, BuildContext, Context, Operator};
+use super::{BuildContext, Context, Operator, TableRef, TableSpec};
 use crate::Result;
-use crate::config::{ConfigError, RecordConfig};
-use crate::event::{Batch, Field};
+use crate::core::{Batch, ConfigError, DeadLetter, Field, RecordConfig};
+use crate::state::StateValue;
 use crate::state::codec::{DecodeError, Reader, Writer};
-use crate::state::{KeyedState, StateValue};
 
 /// `type = "stats"`.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -119,31 +118,26 @@ impl StateValue for RunningStats {
     }
 }
 
+/// The running statistics per key.
+const STATS: TableRef<RunningStats> = TableRef::new(0);
+
 /// See the module docs.
 pub struct Stats {
     name: String,
     field: usize,
     ttl: Option<std::time::Duration>,
-    state: Option<KeyedState<RunningStats>>,
     names: [Arc<str>; 5],
-    records_in: prometheus::IntCounter,
-    records_out: prometheus::IntCounter,
 }
 
 impl Stats {
     /// Builds the operator for one partition.
-    pub fn new(cfg: &StatsConfig, cx: &BuildContext) -> Self {
+    pub fn new(cfg: &StatsConfig, _cx: &BuildContext) -> Self {
         let name = cfg.name.clone().unwrap_or_else(|| "stats".into());
         let p = &cfg.prefix;
-        let partition = format!("p{:03}", cx.partition);
-        let m = crate::metrics::get();
         Stats {
-            records_in: m.operator_in.with_label_values(&[&name, &partition]),
-            records_out: m.operator_out.with_label_values(&[&name, &partition]),
             name,
             field: cfg.field,
             ttl: cfg.ttl.map(|d| d.as_std()),
-            state: None,
             names: ["count", "mean", "stddev", "min", "max"].map(|n| Arc::from(format!("{p}{n}"))),
         }
     }
@@ -155,25 +149,19 @@ impl Operator for Stats {
         &self.name
     }
 
-    async fn on_start(&mut self, cx: &mut Context) -> Result<()> {
-        self.state = Some(KeyedState::open(
-            Arc::clone(&cx.backend),
-            &format!("{}.stats", self.name),
-            self.ttl,
-        )?);
-        Ok(())
+    fn tables(&self) -> Vec<TableSpec> {
+        vec![STATS.spec("stats").ttl(self.ttl)]
     }
 
     async fn process(&mut self, batch: Batch, cx: &mut Context, out: &mut Batch) -> Result<()> {
-        let state = self.state.as_mut().expect("on_start opened the state");
-        self.records_in.inc_by(batch.len() as u64);
+        let state = cx.tables.get(STATS);
         for mut r in batch {
             let Some(&x) = r.values.get(self.field) else {
-                cx.dead_letter(
+                cx.dead_letters.push(DeadLetter::of_record(
                     "missing_field",
                     format!("record has no value field #{}", self.field),
                     &r,
-                );
+                ));
                 continue;
             };
             let now = r.time_ms.unwrap_or(0);
@@ -193,14 +181,6 @@ impl Operator for Stats {
             r.push_field(min, Field::F64(s.min));
             r.push_field(max, Field::F64(s.max));
             out.push(r);
-        }
-        self.records_out.inc_by(out.len() as u64);
-        Ok(())
-    }
-
-    async fn on_checkpoint(&mut self, _barrier: Barrier, cx: &mut Context) -> Result<()> {
-        if let Some(state) = &mut self.state {
-            state.flush(&mut cx.writes);
         }
         Ok(())
     }

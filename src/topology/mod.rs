@@ -253,6 +253,8 @@ pub async fn run(
 
     let mut senders = Vec::with_capacity(partitions);
     let mut fills = Vec::with_capacity(partitions);
+    // One per run: every partition's operators share what they load (a model) through it.
+    let resources = crate::operators::Resources::default();
     for p in 0..partitions {
         let (tx, rx) = mpsc::channel::<Message>(channel_batches);
         let fill = Arc::new(Fill::default());
@@ -267,20 +269,17 @@ pub async fn run(
             has_time,
             partitions,
             key_groups: cfg.runtime.key_groups,
+            resources: resources.clone(),
         };
+        let mut cx = Context::new(p, Arc::clone(&backend));
         let mut ops = Vec::new();
         for op in &cfg.operators {
-            ops.push(op.build(&bcx)?);
-        }
-        let mut cx = Context {
-            partition: p,
-            partition_name: name.clone(),
-            backend: Arc::clone(&backend),
-            writes: Default::default(),
-            dead_letters: Vec::new(),
-        };
-        for op in &mut ops {
-            op.on_start(&mut cx).await?;
+            let mut slot = partition::Slot::new(op.build(&bcx)?, &cx)?;
+            std::mem::swap(&mut cx.tables, &mut slot.tables);
+            let started = slot.op.on_start(&mut cx).await;
+            std::mem::swap(&mut cx.tables, &mut slot.tables);
+            started?;
+            ops.push(slot);
         }
         let runner = partition::PartitionRunner {
             name: name.clone(),

@@ -7,14 +7,51 @@ use tokio::sync::mpsc;
 
 use super::{Ack, Fill, Message, dead_letter_record};
 use crate::Result;
-use crate::event::Batch;
-use crate::operators::{Barrier, Context, Operator};
+use crate::core::Batch;
+use crate::operators::{Barrier, Context, Operator, Tables};
 use crate::sinks::Sink;
+
+/// One operator of the chain with what the runtime keeps for it: its state tables (swapped
+/// into the [`Context`] for each call) and its record counters, labelled once.
+pub(super) struct Slot {
+    pub op: Box<dyn Operator>,
+    pub tables: Tables,
+    pub records_in: prometheus::IntCounter,
+    pub records_out: prometheus::IntCounter,
+}
+
+impl Slot {
+    /// Builds the slot of `op` in partition `partition`: opens the tables it declares.
+    pub fn new(op: Box<dyn Operator>, cx: &Context) -> Result<Slot> {
+        let m = crate::metrics::get();
+        let labels = [op.name(), cx.partition_name.as_str()];
+        Ok(Slot {
+            tables: Tables::open(&cx.backend, op.name(), op.tables())?,
+            records_in: m.operator_in.with_label_values(&labels),
+            records_out: m.operator_out.with_label_values(&labels),
+            op,
+        })
+    }
+}
+
+/// Runs `call` on slot `$i`'s operator with its tables swapped into the context.
+macro_rules! with_tables {
+    ($self:ident, $i:expr, |$op:ident, $cx:ident| $call:expr) => {{
+        let slot = &mut $self.ops[$i];
+        std::mem::swap(&mut $self.cx.tables, &mut slot.tables);
+        let $op = &mut slot.op;
+        let $cx = &mut $self.cx;
+        let result = $call.await;
+        std::mem::swap(&mut $self.cx.tables, &mut slot.tables);
+        result
+    }};
+}
+pub(super) use with_tables;
 
 pub(super) struct PartitionRunner {
     pub name: String,
     pub index: usize,
-    pub ops: Vec<Box<dyn Operator>>,
+    pub ops: Vec<Slot>,
     pub cx: Context,
     pub sink: Box<dyn Sink>,
     pub dead_letter: Box<dyn Sink>,
@@ -25,7 +62,7 @@ pub(super) struct PartitionRunner {
 
 impl PartitionRunner {
     pub async fn run(mut self) -> Result<()> {
-        let tick = self.ops.iter().filter_map(|o| o.tick_interval()).min();
+        let tick = self.ops.iter().filter_map(|s| s.op.tick_interval()).min();
         let mut ticker = tick.map(|d| {
             let mut t = tokio::time::interval(d);
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -41,8 +78,8 @@ impl PartitionRunner {
                 _ = async { ticker.as_mut().expect("guarded by the if").tick().await }, if ticker.is_some() => {
                     for i in 0..self.ops.len() {
                         let mut out = Vec::new();
-                        self.ops[i].on_tick(&mut self.cx, &mut out).await?;
-                        self.downstream(i + 1, out).await?;
+                        with_tables!(self, i, |op, cx| op.on_tick(cx, &mut out))?;
+                        self.emitted(i, out).await?;
                     }
                     continue;
                 }
@@ -65,14 +102,25 @@ impl PartitionRunner {
         }
     }
 
+    /// Counts what operator `i` emitted outside `process` and sends it downstream.
+    async fn emitted(&mut self, i: usize, out: Batch) -> Result<()> {
+        self.ops[i].records_out.inc_by(out.len() as u64);
+        if out.is_empty() && self.cx.dead_letters.is_empty() {
+            return Ok(());
+        }
+        self.downstream(i + 1, out).await
+    }
+
     /// Runs `batch` through operators `from..` and writes the result to the sink.
     async fn downstream(&mut self, from: usize, mut batch: Batch) -> Result<()> {
-        for op in &mut self.ops[from..] {
+        for i in from..self.ops.len() {
             if batch.is_empty() {
                 break;
             }
+            self.ops[i].records_in.inc_by(batch.len() as u64);
             let mut out = Vec::with_capacity(batch.len());
-            op.process(batch, &mut self.cx, &mut out).await?;
+            with_tables!(self, i, |op, cx| op.process(batch, cx, &mut out))?;
+            self.ops[i].records_out.inc_by(out.len() as u64);
             batch = out;
         }
         self.sink.write(&batch).await?;
@@ -106,20 +154,20 @@ impl PartitionRunner {
         if b.then_stop {
             for i in 0..self.ops.len() {
                 let mut out = Vec::new();
-                self.ops[i].on_close(&mut self.cx, &mut out).await?;
-                self.downstream(i + 1, out).await?;
+                with_tables!(self, i, |op, cx| op.on_close(cx, &mut out))?;
+                self.emitted(i, out).await?;
             }
         }
         // Work an operator must not carry across the checkpoint goes downstream first.
         for i in 0..self.ops.len() {
             let mut out = Vec::new();
-            self.ops[i].on_barrier(b, &mut self.cx, &mut out).await?;
-            if !out.is_empty() || !self.cx.dead_letters.is_empty() {
-                self.downstream(i + 1, out).await?;
-            }
+            with_tables!(self, i, |op, cx| op.on_barrier(b, cx, &mut out))?;
+            self.emitted(i, out).await?;
         }
-        for op in &mut self.ops {
-            op.on_checkpoint(b, &mut self.cx).await?;
+        for i in 0..self.ops.len() {
+            with_tables!(self, i, |op, cx| op.on_checkpoint(b, cx))?;
+            let slot = &mut self.ops[i];
+            slot.tables.flush(&mut self.cx.writes);
         }
         let writes = std::mem::take(&mut self.cx.writes);
         if !writes.is_empty() {

@@ -24,9 +24,7 @@ pub mod model;
 pub mod preprocess;
 pub mod resize;
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -36,7 +34,7 @@ use self::config::{ClassifyConfig, Location, ModelConfig};
 use self::model::Model;
 use self::preprocess::{Preprocess, Rejected};
 use super::{Barrier, BuildContext, Context, Operator};
-use crate::event::{Batch, Field, Record};
+use crate::core::{Batch, Field, Record};
 use crate::{Error, Result};
 
 /// Images classified.
@@ -57,18 +55,16 @@ struct Shared {
     workers: Arc<Semaphore>,
 }
 
-type CacheKey = (PathBuf, String, u32);
-static MODELS: LazyLock<Mutex<HashMap<CacheKey, Arc<Shared>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-
-fn load_shared(cfg: &ClassifyConfig, name: &str) -> Result<Arc<Shared>> {
+/// The model of `cfg`, loaded once per job run and shared by every partition (and every
+/// operator naming the same model file, input and size).
+fn load_shared(cfg: &ClassifyConfig, name: &str, cx: &BuildContext) -> Result<Arc<Shared>> {
     let m = &cfg.model;
-    let key = (m.path.clone(), m.input.clone(), m.input_size);
-    // Held while loading so that partitions built in turn load the model once.
-    let mut cache = MODELS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(s) = cache.get(&key) {
-        return Ok(Arc::clone(s));
-    }
+    let key = format!("{}|{}|{}", m.path.display(), m.input, m.input_size);
+    cx.resources.get_or_try_init(&key, || load(cfg, name))
+}
+
+fn load(cfg: &ClassifyConfig, name: &str) -> Result<Shared> {
+    let m = &cfg.model;
     let fail = |message: String| Error::Operator {
         operator: name.to_string(),
         message,
@@ -108,13 +104,11 @@ fn load_shared(cfg: &ClassifyConfig, name: &str) -> Result<Arc<Shared>> {
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
-    let shared = Arc::new(Shared {
+    Ok(Shared {
         model,
         labels,
         workers: Arc::new(Semaphore::new(worker_count)),
-    });
-    cache.insert(key, Arc::clone(&shared));
-    Ok(shared)
+    })
 }
 
 /// Reads an S3 object named by the model config.
@@ -229,12 +223,13 @@ pub struct ClassifyImage {
 }
 
 impl ClassifyImage {
-    /// Builds the operator for one partition; the model is loaded once per process.
+    /// Builds the operator for one partition; the model is loaded once per job run.
     pub fn new(cfg: &ClassifyConfig, cx: &BuildContext) -> Result<Self> {
         let name = cfg.name.clone().unwrap_or_else(|| "classify_image".into());
-        let shared = load_shared(cfg, &name)?;
-        let partition = format!("p{:03}", cx.partition);
-        let m = crate::metrics::get();
+        let shared = load_shared(cfg, &name, cx)?;
+        let scope = cx.metrics(&name);
+        let m = scope.registry();
+        let partition = scope.partition().to_string();
         let pow2 = (0..10).map(|i| f64::from(1u32 << i)).collect();
         let secs = vec![
             0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -246,9 +241,7 @@ impl ClassifyImage {
                 .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned())
         });
         Ok(ClassifyImage {
-            images: m
-                .operator_counter(IMAGES, "Images classified.")
-                .with_label_values(&[&name, &partition]),
+            images: scope.counter(&m.operator_counter(IMAGES, "Images classified.")),
             failures: m.operator_reason_counter(
                 FAILURES,
                 "Images that could not be classified, by reason.",

@@ -55,11 +55,14 @@ use tokio::time::{Duration, Instant};
 use self::cache::{Lookup, TtlLru};
 use self::config::{EnrichConfig, Mode, OnFailure, Order, OriginConfig};
 use self::origin::{HttpClient, OriginError, Table, TableSource};
-use super::{Barrier, BuildContext, Context, Operator};
-use crate::event::{Batch, Field, Record};
+use super::{BuildContext, Context, MetricsScope, Operator, TableRef, TableSpec, Tables};
+use crate::core::{Backoff, Batch, Field, Record};
+use crate::state::StateValue;
 use crate::state::codec::{DecodeError, Reader, Writer};
-use crate::state::{KeyedState, StateValue};
 use crate::{Error, Result};
+
+/// The partition's share of a preloaded reference table (`partitioned = true`).
+const TABLE: TableRef<TableValue> = TableRef::new(0);
 
 pub use config::EnrichConfig as Config;
 
@@ -237,12 +240,7 @@ impl RetryPolicy {
     /// Delay before retry `attempt` (0-based): `backoff · 2^attempt` capped, scaled by a
     /// jitter factor in [0.5, 1) drawn from `seed` (deterministic, no shared RNG).
     fn delay(&self, attempt: u32, seed: u64) -> Duration {
-        let base = self
-            .backoff
-            .saturating_mul(1u32 << attempt.min(20))
-            .min(self.max_backoff);
-        let unit = (crate::sources::generator::splitmix64(seed) >> 11) as f64 / (1u64 << 53) as f64;
-        base.mul_f64(0.5 + 0.5 * unit)
+        Backoff::new(self.backoff, self.max_backoff).delay(attempt, seed)
     }
 }
 
@@ -263,15 +261,13 @@ struct Metrics {
     batch_latency: Histogram,
     table_entries: Gauge,
     table_age: Gauge,
-    records_in: IntCounter,
-    records_out: IntCounter,
 }
 
 impl Metrics {
-    fn new(name: &str, partition: usize) -> Self {
-        let m = crate::metrics::get();
-        let p = format!("p{partition:03}");
-        let labels = [name, p.as_str()];
+    fn new(scope: &MetricsScope) -> Self {
+        let m = scope.registry();
+        let name = scope.operator();
+        let labels = scope.labels();
         let hist = |n, help| {
             m.operator_histogram(n, help, LATENCY_BUCKETS.to_vec())
                 .with_label_values(&[name])
@@ -301,9 +297,7 @@ impl Metrics {
             batch_latency: hist(BATCH_LATENCY, "Time a batch spends in the enrich operator"),
             table_entries: gauge(TABLE_ENTRIES, "Entries of the enrichment reference table"),
             table_age: gauge(TABLE_AGE, "Seconds since the reference table was loaded"),
-            records_in: m.operator_in.with_label_values(&labels),
-            records_out: m.operator_out.with_label_values(&labels),
-            labels: [name.to_string(), p],
+            labels: [name.to_string(), scope.partition().to_string()],
         }
     }
 
@@ -323,10 +317,7 @@ enum Preloaded {
     /// The whole table, in memory.
     Memory(Arc<Table>),
     /// This partition's keys, in keyed state; `keys` lists them for refreshes.
-    Keyed {
-        state: KeyedState<TableValue>,
-        keys: Vec<(u16, Arc<str>)>,
-    },
+    Keyed { keys: Vec<(u16, Arc<str>)> },
 }
 
 /// See the module docs.
@@ -386,7 +377,7 @@ impl Enrich {
             OriginConfig::None | OriginConfig::File(_) | OriginConfig::S3(_) => OriginTier::None,
         };
         Ok(Enrich {
-            metrics: Metrics::new(&name, cx.partition),
+            metrics: Metrics::new(&cx.metrics(&name)),
             key,
             field: Arc::from(cfg.field.as_str()),
             error_field: Arc::from(cfg.error_field.as_str()),
@@ -425,7 +416,7 @@ impl Enrich {
     }
 
     /// Installs a freshly loaded table (at start and after each background refresh).
-    fn install(&mut self, table: Arc<Table>) {
+    fn install(&mut self, table: Arc<Table>, tables: &mut Tables) {
         self.loaded_at = Instant::now();
         self.metrics.table_age.set(0.0);
         if self.cfg.mode == Mode::Lookup {
@@ -434,7 +425,8 @@ impl Enrich {
             return;
         }
         match &mut self.preloaded {
-            Preloaded::Keyed { state, keys } => {
+            Preloaded::Keyed { keys } => {
+                let state = tables.get(TABLE);
                 let mut kept = Vec::new();
                 for (k, v) in table.iter() {
                     let kg = crate::partition::key_group(k.as_bytes(), self.key_groups);
@@ -466,6 +458,7 @@ impl Enrich {
         &mut self,
         keys: &[Arc<str>],
         key_groups: &[u16],
+        tables: &mut Tables,
     ) -> Result<Vec<(Result<Lookup, Failure>, u32)>> {
         let n = keys.len();
         let mut out: Vec<Option<(Result<Lookup, Failure>, u32)>> = vec![None; n];
@@ -474,7 +467,8 @@ impl Enrich {
             for (i, k) in keys.iter().enumerate() {
                 let v = match &mut self.preloaded {
                     Preloaded::Memory(t) => t.get(k).cloned(),
-                    Preloaded::Keyed { state, .. } => state
+                    Preloaded::Keyed { .. } => tables
+                        .get(TABLE)
                         .get(key_groups[i], k.as_bytes(), 0)?
                         .map(|v| Arc::clone(&v.0)),
                     Preloaded::None => None,
@@ -690,16 +684,17 @@ impl Operator for Enrich {
         &self.name
     }
 
+    fn tables(&self) -> Vec<TableSpec> {
+        if self.cfg.partitioned {
+            vec![TABLE.spec("table")]
+        } else {
+            Vec::new()
+        }
+    }
+
     async fn on_start(&mut self, cx: &mut Context) -> Result<()> {
         if self.cfg.partitioned {
-            self.preloaded = Preloaded::Keyed {
-                state: KeyedState::open(
-                    Arc::clone(&cx.backend),
-                    &format!("{}.table", self.name),
-                    None,
-                )?,
-                keys: Vec::new(),
-            };
+            self.preloaded = Preloaded::Keyed { keys: Vec::new() };
         }
         let Some(source) = TableSource::new(&self.cfg.origin).await? else {
             return Ok(());
@@ -711,7 +706,7 @@ impl Operator for Enrich {
         if skipped > 0 {
             tracing::warn!(operator = %self.name, skipped, table = %source.describe(), "Skipped reference rows without a key.");
         }
-        self.install(Arc::new(table));
+        self.install(Arc::new(table), &mut cx.tables);
         if let Some(every) = self.cfg.refresh.map(|d| d.as_std()) {
             let (tx, rx) = watch::channel(Arc::new(Table::new()));
             let name = self.name.clone();
@@ -738,12 +733,11 @@ impl Operator for Enrich {
 
     async fn process(&mut self, batch: Batch, cx: &mut Context, out: &mut Batch) -> Result<()> {
         let started = std::time::Instant::now();
-        self.metrics.records_in.inc_by(batch.len() as u64);
         if let Some((rx, _)) = &mut self.refresh
             && rx.has_changed().unwrap_or(false)
         {
             let t = Arc::clone(&rx.borrow_and_update());
-            self.install(t);
+            self.install(t, &mut cx.tables);
         }
         self.metrics
             .table_age
@@ -764,7 +758,7 @@ impl Operator for Enrich {
             });
             slots.push(slot);
         }
-        let answers = self.resolve(&keys, &groups).await?;
+        let answers = self.resolve(&keys, &groups, &mut cx.tables).await?;
 
         let mut emitted: Vec<(u32, Record)> = Vec::with_capacity(batch.len());
         for (r, slot) in batch.into_iter().zip(slots) {
@@ -806,20 +800,10 @@ impl Operator for Enrich {
             // Stable: records of one key keep their relative order.
             emitted.sort_by_key(|(rank, _)| *rank);
         }
-        self.metrics.records_out.inc_by(emitted.len() as u64);
         out.extend(emitted.into_iter().map(|(_, r)| r));
         self.metrics
             .batch_latency
             .observe(started.elapsed().as_secs_f64());
-        Ok(())
-    }
-
-    async fn on_checkpoint(&mut self, _barrier: Barrier, cx: &mut Context) -> Result<()> {
-        // No lookup is in flight here (see the module docs); only the partitioned table is
-        // state.
-        if let Preloaded::Keyed { state, .. } = &mut self.preloaded {
-            state.flush(&mut cx.writes);
-        }
         Ok(())
     }
 }

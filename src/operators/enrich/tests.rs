@@ -144,17 +144,12 @@ fn bcx(partition: usize, partitions: usize) -> BuildContext {
         has_time: false,
         partitions,
         key_groups: 64,
+        resources: Default::default(),
     }
 }
 
 fn context(partition: usize) -> Context {
-    Context {
-        partition,
-        partition_name: format!("p{partition:03}"),
-        backend: Arc::new(MemoryBackend::default()),
-        writes: Default::default(),
-        dead_letters: Vec::new(),
-    }
+    Context::new(partition, Arc::new(MemoryBackend::default()))
 }
 
 fn record(key: &str) -> Record {
@@ -174,6 +169,7 @@ async fn file_origin_merges_and_leaves_unknown_keys_unenriched() {
     ));
     let mut op = Enrich::new(&cfg, &bcx(0, 1)).unwrap();
     let mut cx = context(0);
+    cx.open_tables(&op).unwrap();
     op.on_start(&mut cx).await.unwrap();
     let batch: Vec<Record> = ["3", "99", "3", "50"].iter().map(|k| record(k)).collect();
     let mut out = Vec::new();
@@ -212,6 +208,7 @@ async fn missing_lookup_key_is_dead_lettered() {
     ));
     let mut op = Enrich::new(&cfg, &bcx(0, 1)).unwrap();
     let mut cx = context(0);
+    cx.open_tables(&op).unwrap();
     op.on_start(&mut cx).await.unwrap();
     let mut out = Vec::new();
     op.process(vec![record("1")], &mut cx, &mut out)
@@ -235,6 +232,7 @@ async fn partitioned_preload_keeps_only_owned_keys_in_keyed_state() {
     for p in 0..2 {
         let mut op = Enrich::new(&cfg, &bcx(p, 2)).unwrap();
         let mut cx = context(p);
+        cx.open_tables(&op).unwrap();
         op.on_start(&mut cx).await.unwrap();
         let Preloaded::Keyed { keys, .. } = &op.preloaded else {
             panic!("keyed")
@@ -286,6 +284,7 @@ async fn preload_refresh_swaps_the_table_in_the_background() {
     ));
     let mut op = Enrich::new(&cfg, &bcx(0, 1)).unwrap();
     let mut cx = context(0);
+    cx.open_tables(&op).unwrap();
     op.on_start(&mut cx).await.unwrap();
     let mut out = Vec::new();
     op.process(vec![Record::new("1", vec![])], &mut cx, &mut out)

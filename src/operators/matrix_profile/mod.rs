@@ -23,11 +23,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 pub use config::DiscordConfig;
 
-use super::{Barrier, BuildContext, Context, Operator};
+use super::{BuildContext, Context, Operator, TableRef, TableSpec};
 use crate::Result;
-use crate::event::{Batch, Field};
+use crate::core::{Batch, DeadLetter, Field};
+use crate::state::StateValue;
 use crate::state::codec::{Reader, Writer};
-use crate::state::{KeyedState, StateValue};
 
 /// Points scored by a discord operator.
 pub const POINTS_SCORED: &str = "osprey_discord_points_scored_total";
@@ -112,7 +112,6 @@ pub struct DiscordOperator {
     cfg: DiscordConfig,
     name: String,
     field: usize,
-    state: Option<KeyedState<DiscordState>>,
     names: Names,
     m_points: prometheus::IntCounter,
     m_anomalies: prometheus::IntCounter,
@@ -120,9 +119,10 @@ pub struct DiscordOperator {
     m_missing: prometheus::IntCounter,
     m_warmup: prometheus::IntCounter,
     m_score: prometheus::Histogram,
-    m_in: prometheus::IntCounter,
-    m_out: prometheus::IntCounter,
 }
+
+/// The detector and threshold per key.
+const DETECTORS: TableRef<DiscordState> = TableRef::new(0);
 
 struct Names {
     index: Arc<str>,
@@ -146,12 +146,10 @@ impl DiscordOperator {
             .unwrap_or(0);
         let p = &cfg.prefix;
         let n = |s: &str| Arc::from(format!("{p}{s}"));
-        let m = crate::metrics::get();
-        let partition = format!("p{:03}", cx.partition);
-        let counter = |metric: &'static str, help: &str| {
-            m.operator_counter(metric, help)
-                .with_label_values(&[&name, &partition])
-        };
+        let scope = cx.metrics(&name);
+        let m = scope.registry();
+        let counter =
+            |metric: &'static str, help: &str| scope.counter(&m.operator_counter(metric, help));
         DiscordOperator {
             m_points: counter(POINTS_SCORED, "Points scored by the discord detector"),
             m_anomalies: counter(ANOMALIES, "Alarms raised by the discord detector"),
@@ -171,8 +169,6 @@ impl DiscordOperator {
                     (1..=20).map(|i| f64::from(i) * 0.05).collect(),
                 )
                 .with_label_values(&[&name]),
-            m_in: m.operator_in.with_label_values(&[&name, &partition]),
-            m_out: m.operator_out.with_label_values(&[&name, &partition]),
             names: Names {
                 index: n("index"),
                 score: n("score"),
@@ -186,7 +182,6 @@ impl DiscordOperator {
             cfg: cfg.clone(),
             name,
             field,
-            state: None,
         }
     }
 }
@@ -213,17 +208,12 @@ impl Operator for DiscordOperator {
         &self.name
     }
 
-    async fn on_start(&mut self, cx: &mut Context) -> Result<()> {
-        let table = format!("{}.discord", self.name);
-        self.state = Some(
-            KeyedState::open(Arc::clone(&cx.backend), &table, None)?
-                .with_capacity(self.cfg.cache_keys),
-        );
-        Ok(())
+    fn tables(&self) -> Vec<TableSpec> {
+        vec![DETECTORS.spec("discord").cache_keys(self.cfg.cache_keys)]
     }
 
     async fn process(&mut self, batch: Batch, cx: &mut Context, out: &mut Batch) -> Result<()> {
-        self.m_in.inc_by(batch.len() as u64);
+        let state = cx.tables.get(DETECTORS);
         let m = self.cfg.m;
         let emit_all = self.cfg.emit == config::Emit::All;
         // Exact mode scores all of a key's values in this batch with one `push_slice`, which
@@ -243,7 +233,6 @@ impl Operator for DiscordOperator {
                 }
             }
             let cfg = &self.cfg;
-            let state = self.state.as_mut().expect("on_start opened the state");
             let mut xs = Vec::new();
             let mut outs = Vec::new();
             for key in order {
@@ -262,18 +251,17 @@ impl Operator for DiscordOperator {
         }
         for (i, mut r) in batch.into_iter().enumerate() {
             let Some(&x) = r.values.get(self.field) else {
-                cx.dead_letter(
+                cx.dead_letters.push(DeadLetter::of_record(
                     "missing_field",
                     "record has no value for the discord detector",
                     &r,
-                );
+                ));
                 continue;
             };
             if !x.is_finite() {
                 self.m_missing.inc();
             }
             let cfg = &self.cfg;
-            let state = self.state.as_mut().expect("on_start opened the state");
             let st =
                 state.get_or_insert_with(r.key_group, r.key.as_bytes(), 0, || fresh_state(cfg))?;
             let warm = !st.threshold.is_warming_up();
@@ -325,14 +313,6 @@ impl Operator for DiscordOperator {
             if emit_all || anomaly {
                 out.push(r);
             }
-        }
-        self.m_out.inc_by(out.len() as u64);
-        Ok(())
-    }
-
-    async fn on_checkpoint(&mut self, _barrier: Barrier, cx: &mut Context) -> Result<()> {
-        if let Some(s) = &mut self.state {
-            s.flush(&mut cx.writes);
         }
         Ok(())
     }

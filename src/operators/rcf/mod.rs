@@ -19,11 +19,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 pub use config::RcfConfig;
 
-use super::{Barrier, BuildContext, Context, Operator};
+use super::{BuildContext, Context, Operator, TableRef, TableSpec};
 use crate::Result;
-use crate::event::{Batch, Field};
+use crate::core::{Batch, DeadLetter, Field};
+use crate::state::StateValue;
 use crate::state::codec::{Reader, Writer};
-use crate::state::{KeyedState, StateValue};
 use forest::{Forest, PointError};
 use threshold::Thresholder;
 
@@ -82,16 +82,16 @@ pub struct RcfOperator {
     /// Indexes into `Record::values` of the configured fields.
     fields: Vec<usize>,
     field_names: Vec<String>,
-    state: Option<KeyedState<RcfState>>,
     point: Vec<f64>,
     names: [Arc<str>; 5],
     m_points: prometheus::IntCounter,
     m_anomalies: prometheus::IntCounter,
     m_warmup: prometheus::IntCounter,
     m_score: prometheus::Histogram,
-    m_in: prometheus::IntCounter,
-    m_out: prometheus::IntCounter,
 }
+
+/// The forest and thresholder per key.
+const FORESTS: TableRef<RcfState> = TableRef::new(0);
 
 impl RcfOperator {
     /// Builds the operator for one partition.
@@ -111,22 +111,20 @@ impl RcfOperator {
                     .expect("validated: fields are record values")
             })
             .collect();
-        let m = crate::metrics::get();
-        let partition = format!("p{:03}", cx.partition);
+        let scope = cx.metrics(&name);
+        let m = scope.registry();
         let p = &cfg.prefix;
         RcfOperator {
-            m_points: m
-                .operator_counter(POINTS_SCORED, "Points scored by the Random Cut Forest")
-                .with_label_values(&[&name, &partition]),
-            m_anomalies: m
-                .operator_counter(ANOMALIES, "Points the Random Cut Forest flagged")
-                .with_label_values(&[&name, &partition]),
-            m_warmup: m
-                .operator_counter(
-                    WARMUP_POINTS,
-                    "Records the Random Cut Forest gave no score while warming up",
-                )
-                .with_label_values(&[&name, &partition]),
+            m_points: scope.counter(
+                &m.operator_counter(POINTS_SCORED, "Points scored by the Random Cut Forest"),
+            ),
+            m_anomalies: scope.counter(
+                &m.operator_counter(ANOMALIES, "Points the Random Cut Forest flagged"),
+            ),
+            m_warmup: scope.counter(&m.operator_counter(
+                WARMUP_POINTS,
+                "Records the Random Cut Forest gave no score while warming up",
+            )),
             m_score: m
                 .operator_histogram(
                     SCORE,
@@ -134,8 +132,6 @@ impl RcfOperator {
                     vec![0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0],
                 )
                 .with_label_values(&[&name]),
-            m_in: m.operator_in.with_label_values(&[&name, &partition]),
-            m_out: m.operator_out.with_label_values(&[&name, &partition]),
             names: ["score", "grade", "threshold", "is_anomaly", "attribution"]
                 .map(|n| Arc::from(format!("{p}{n}"))),
             point: Vec::with_capacity(field_names.len()),
@@ -143,7 +139,6 @@ impl RcfOperator {
             fields,
             cfg: cfg.clone(),
             name,
-            state: None,
         }
     }
 }
@@ -164,17 +159,12 @@ impl Operator for RcfOperator {
         &self.name
     }
 
-    async fn on_start(&mut self, cx: &mut Context) -> Result<()> {
-        let table = format!("{}.rcf", self.name);
-        self.state = Some(
-            KeyedState::open(Arc::clone(&cx.backend), &table, None)?
-                .with_capacity(self.cfg.cache_keys),
-        );
-        Ok(())
+    fn tables(&self) -> Vec<TableSpec> {
+        vec![FORESTS.spec("rcf").cache_keys(self.cfg.cache_keys)]
     }
 
     async fn process(&mut self, batch: Batch, cx: &mut Context, out: &mut Batch) -> Result<()> {
-        self.m_in.inc_by(batch.len() as u64);
+        let state = cx.tables.get(FORESTS);
         let emit_all = self.cfg.emit == config::Emit::All;
         for mut r in batch {
             self.point.clear();
@@ -185,7 +175,6 @@ impl Operator for RcfOperator {
             );
             let cfg = &self.cfg;
             let dims = self.fields.len();
-            let state = self.state.as_mut().expect("on_start opened the state");
             let st = state.get_or_insert_with(r.key_group, r.key.as_bytes(), 0, || RcfState {
                 forest: Forest::new(cfg.forest_config(dims, key_seed(cfg.seed, &r.key)))
                     .expect("validated"),
@@ -204,15 +193,16 @@ impl Operator for RcfOperator {
                     (s.score, attribution)
                 }),
                 Err(PointError::NotFinite(_)) => {
-                    cx.dead_letter(
+                    cx.dead_letters.push(DeadLetter::of_record(
                         "non_finite",
                         "a Random Cut Forest field is missing or not finite",
                         &r,
-                    );
+                    ));
                     continue;
                 }
                 Err(e) => {
-                    cx.dead_letter("wrong_type", e.to_string(), &r);
+                    cx.dead_letters
+                        .push(DeadLetter::of_record("wrong_type", e.to_string(), &r));
                     continue;
                 }
             };
@@ -242,14 +232,6 @@ impl Operator for RcfOperator {
             if emit_all || anomaly {
                 out.push(r);
             }
-        }
-        self.m_out.inc_by(out.len() as u64);
-        Ok(())
-    }
-
-    async fn on_checkpoint(&mut self, _barrier: Barrier, cx: &mut Context) -> Result<()> {
-        if let Some(s) = &mut self.state {
-            s.flush(&mut cx.writes);
         }
         Ok(())
     }
