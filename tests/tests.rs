@@ -7,6 +7,9 @@
 // Shared helpers: temp jobs, running the binary, reading published output.
 mod util;
 
+// The source tree's shape: layers import downwards only, no file over 600 lines.
+mod layout;
+
 // Bad input: every bad line dead-lettered with its reason, every good record processed.
 mod pipeline;
 // SIGKILL at random moments, restart, byte-identical output; graceful SIGTERM.
