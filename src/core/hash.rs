@@ -13,6 +13,17 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
+/// The MD5 digest of `bytes` as 32 lowercase hex digits (manifest checksums).
+pub fn md5_hex(bytes: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(32);
+    for b in Md5::digest(bytes) {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
 /// Weyl-sequence increment of splitmix64 (2^64 / golden ratio, odd).
 pub const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -55,6 +66,12 @@ mod tests {
         };
         assert_eq!(next(), 0xe220_a839_7b1d_cdaf);
         assert_eq!(next(), 0x6e78_9e6a_a1b9_65f4);
+    }
+
+    #[test]
+    fn md5_hex_matches_rfc_1321() {
+        assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(md5_hex(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
     }
 
     #[test]

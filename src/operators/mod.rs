@@ -13,7 +13,6 @@ pub mod matrix_profile;
 pub mod rcf;
 pub mod stats;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;

@@ -8,7 +8,6 @@
 
 use std::path::{Path, PathBuf};
 
-use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -98,7 +97,7 @@ impl Manifest {
         let mut copy = self.clone();
         copy.checksum = String::new();
         let body = serde_json::to_vec(&copy).expect("manifest serialises");
-        format!("{:x}", Md5::digest(&body))
+        crate::core::hash::md5_hex(&body)
     }
 
     /// Writes the manifest into `dir` atomically (temp file, fsync, rename).

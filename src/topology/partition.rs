@@ -46,7 +46,6 @@ macro_rules! with_tables {
         result
     }};
 }
-pub(super) use with_tables;
 
 pub(super) struct PartitionRunner {
     pub name: String,
