@@ -14,7 +14,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::deprecated;
-use super::spanned::{self, Cx, Kind, NodeDe, Seg};
+use super::round::{self, Cx, Kind, Seg};
+use super::spanned::NodeDe;
 use super::{ConfigError, JobConfig};
 
 /// Bounds the rounds (and so the errors reported) for a pathological file.
@@ -40,7 +41,7 @@ pub(super) fn load(text: &str) -> Result<(JobConfig, Vec<ConfigError>), Vec<Conf
     let (job, mut errors, mut warnings) = deserialize_all(&root, text);
     if let Some(job) = &job {
         for mut e in job.validate() {
-            let at = spanned::split(&e.field);
+            let at = round::split(&e.field);
             if let Some(span) = locate(&root, &at) {
                 (e.line, e.column) = located(text, &at, span);
             }
@@ -79,7 +80,7 @@ fn deserialize_all(
                     .map(|d| {
                         let (line, column) = located(text, &d.path, d.span.clone());
                         ConfigError {
-                            field: spanned::join(&d.path),
+                            field: round::join(&d.path),
                             message: d.renamed.message(),
                             line,
                             column,
@@ -108,7 +109,7 @@ fn deserialize_all(
             None => (None, None),
         };
         errors.push(ConfigError {
-            field: spanned::join(&field),
+            field: round::join(&field),
             message: e.message,
             line,
             column,

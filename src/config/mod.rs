@@ -27,6 +27,8 @@
 
 mod collect;
 mod deprecated;
+mod poison;
+mod round;
 mod spanned;
 #[cfg(test)]
 mod tests;
