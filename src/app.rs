@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::cli::{CheckpointCommand, Cli, Command, EvalCommand, RunArgs};
-use crate::config::JobConfig;
+use crate::config::{JobConfig, Loaded};
 use crate::metrics::Health;
 use crate::state::checkpoint::{self, Manifest};
 use crate::topology::{self, RunOptions};
@@ -90,8 +90,11 @@ fn eval(command: EvalCommand) -> ExitCode {
 }
 
 fn validate(job: &Path) -> ExitCode {
-    match JobConfig::load(job) {
-        Ok(cfg) => {
+    match JobConfig::read(job) {
+        Ok(Loaded { job: cfg, warnings }) => {
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
             println!(
                 "{}: valid ({} source, {} operator(s), {} sink)",
                 job.display(),
@@ -116,15 +119,27 @@ fn validate(job: &Path) -> ExitCode {
 }
 
 async fn run_command(args: RunArgs) -> crate::Result<()> {
-    let mut cfg = match &args.job {
-        Some(path) => JobConfig::load(path)?,
+    let Loaded {
+        job: mut cfg,
+        warnings,
+    } = match &args.job {
+        Some(path) => JobConfig::read(path)?,
         None => {
             tracing::info!(
                 "No job file given: running the built-in demo job (examples/quickstart.toml)."
             );
-            JobConfig::from_toml(QUICKSTART_JOB).map_err(Error::Config)?
+            JobConfig::parse(QUICKSTART_JOB).map_err(Error::Config)?
         }
     };
+    for w in &warnings {
+        tracing::warn!(
+            field = %w.field,
+            line = w.line,
+            column = w.column,
+            warning = %w.message,
+            "Deprecated job-file field."
+        );
+    }
     if let Some(addr) = args.metrics_address {
         cfg.metrics.address = addr;
         cfg.metrics.enabled = true;

@@ -28,9 +28,9 @@ keep = 0
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     for needle in [
-        "line 2: `colour`",
-        "line 10: `runtime.batch_size`",
-        "line 13: `checkpoint.interval`",
+        "line 2, column 1: `colour`",
+        "line 10, column 14: `runtime.batch_size`",
+        "line 13, column 12: `checkpoint.interval`",
     ] {
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }
@@ -68,6 +68,80 @@ keep = 0
             );
         }
     }
+}
+
+// Issue 13: errors inside `type`-tagged sections name their own field, line and column.
+#[test]
+fn validate_places_errors_inside_tagged_sections() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = job(
+        dir.path(),
+        "tagged.toml",
+        r#"[source]
+type = "file"
+path = 42
+format = "jsonn"
+
+[[operators]]
+type = "discord"
+m = "ten"
+
+[[operators]]
+type = "rcf"
+trees = -1
+
+[sink]
+type = "nowhere"
+"#,
+    );
+    let out = run(&["validate", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        ": 5 error(s)",
+        "line 3, column 8: `source.path`",
+        "line 4, column 10: `source.format`",
+        "line 8, column 5: `operators[0].m`",
+        "line 12, column 9: `operators[1].trees`",
+        "line 15, column 8: `sink.type`: unknown type `nowhere`, expected one of `stdout`",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+    assert!(!err.contains("missing field"), "{err}");
+}
+
+// Issue 13: old field spellings still load, with a warning naming the field, its line and
+// the new name.
+#[test]
+fn validate_warns_about_old_field_spellings() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = job(
+        dir.path(),
+        "old.toml",
+        r#"[source]
+type = "generator"
+generator = "sensors"
+count = 10
+[record]
+key = "sensor_id"
+values = ["current_temperature"]
+[[operators]]
+type = "discord"
+m = 4
+value = "current_temperature"
+[sink]
+type = "null"
+"#,
+    );
+    let out = run(&["validate", old.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "warning: line 11, column 1: `operators[0].value`: `value` is deprecated: use `input`"
+        ),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,13 +1,39 @@
 //! The job file: a TOML description of one source, a chain of operators and one sink.
 //!
-//! Loading reports every problem at once. Syntax errors carry their line; structural errors
-//! (unknown fields, wrong types) are collected by deserialising, removing the offending field
-//! and trying again; semantic errors come from each component's `validate`.
+//! Loading reports every problem at once, each with its field path (`operators[1].trees`),
+//! line and column: syntax errors from the TOML parser; structural errors (unknown fields,
+//! wrong types, unknown `type`s) by deserialising from the parser's spanned tree, getting past
+//! each error and trying again (`collect`, `spanned`); semantic errors from each component's
+//! `validate`, placed by the same tree. Old spellings of renamed fields still load, with a
+//! warning ([`Loaded::warnings`]).
+//!
+//! # Naming what an operator reads and writes
+//!
+//! One vocabulary across operators (the old spellings are deprecated aliases):
+//!
+//! - `input`: the one value an operator reads, a name from `record.values` (`discord`,
+//!   `stats`; default the first value). Was `value` (`discord`) and `field`, an index
+//!   (`stats`).
+//! - `inputs`: the values an operator reads together, names from `record.values` in order
+//!   (`rcf`; default all of them). Was `fields`.
+//! - `prefix`: put before every field an operator appends (`stats`, `discord`, `rcf`), to
+//!   chain two operators that append the same names.
+//! - `output`: the one field an operator writes whole (`enrich`, default `enrichment`), and
+//!   `error_output` the field holding why it could not (default `enrich_error`). Were `field`
+//!   and `error_field`.
+//! - `key` is what a record is partitioned (`record.key`) or looked up (`enrich.key`) by;
+//!   `filter.any_true` names operator outputs, not record values; `classify_image`'s
+//!   `model.input` names the ONNX graph's input, not a record field.
 
-mod validate;
+mod collect;
+mod deprecated;
+mod poison;
+mod round;
+mod spanned;
+#[cfg(test)]
+mod tests;
 
 pub use crate::core::{ConfigError, Duration, MissingPolicy, RecordConfig, parse_duration};
-pub use validate::find_line;
 
 use std::path::{Path, PathBuf};
 
@@ -153,43 +179,39 @@ impl Default for MetricsConfig {
     }
 }
 
+/// A job file that loaded, with the deprecation warnings found in it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The validated job.
+    pub job: JobConfig,
+    /// Old spellings of renamed fields, each naming the field as written, its line and
+    /// column, and the new name. The job is valid: print or log them.
+    pub warnings: Vec<ConfigError>,
+}
+
 impl JobConfig {
-    /// Reads and validates a job file.
+    /// Reads and validates a job file (see [`JobConfig::read`] for its warnings).
     pub fn load(path: &Path) -> crate::Result<JobConfig> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| crate::Error::io("reading job file", path, e))?;
-        Self::from_toml(&text).map_err(crate::Error::Config)
+        Self::read(path).map(|l| l.job)
     }
 
-    /// Parses and validates a job from TOML text, returning every problem found.
+    /// Reads and validates a job file, returning its deprecation warnings too.
+    pub fn read(path: &Path) -> crate::Result<Loaded> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| crate::Error::io("reading job file", path, e))?;
+        Self::parse(&text).map_err(crate::Error::Config)
+    }
+
+    /// Parses and validates a job from TOML text, returning every problem found (see
+    /// [`JobConfig::parse`] for its warnings).
     pub fn from_toml(text: &str) -> Result<JobConfig, Vec<ConfigError>> {
-        let table: toml::Table = match text.parse() {
-            Ok(t) => t,
-            Err(e) => {
-                let line = e
-                    .span()
-                    .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
-                let message = e.message().trim().to_string();
-                return Err(vec![ConfigError {
-                    field: String::new(),
-                    message,
-                    line,
-                }]);
-            }
-        };
-        let (config, mut errors) = validate::deserialize_all(table, text);
-        if let Some(config) = &config {
-            errors.extend(config.validate());
-        }
-        for e in &mut errors {
-            if e.line.is_none() {
-                e.line = find_line(text, &e.field);
-            }
-        }
-        match config {
-            Some(c) if errors.is_empty() => Ok(c),
-            _ => Err(errors),
-        }
+        Self::parse(text).map(|l| l.job)
+    }
+
+    /// Parses and validates a job from TOML text: the job and its deprecation warnings, or
+    /// every problem found, in file order.
+    pub fn parse(text: &str) -> Result<Loaded, Vec<ConfigError>> {
+        collect::load(text).map(|(job, warnings)| Loaded { job, warnings })
     }
 
     /// Semantic checks across the whole job.

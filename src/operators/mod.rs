@@ -85,7 +85,7 @@ pub trait Operator: Send + 'static {
 
 /// The configured operator (closed set; `type` selects the variant).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case")]
 pub enum OperatorConfig {
     /// Per-key running count, mean, standard deviation, min and max.
     Stats(stats::StatsConfig),
@@ -101,6 +101,7 @@ pub enum OperatorConfig {
     #[cfg(feature = "onnx")]
     ClassifyImage(classify::config::ClassifyConfig),
 }
+crate::core::config::tagged!(OperatorConfig, "type");
 
 impl OperatorConfig {
     /// The `type` tag.
@@ -133,7 +134,7 @@ impl OperatorConfig {
     /// effective value fields (generator defaults included).
     pub fn validate(&self, record: &RecordConfig, values: &[String]) -> Vec<ConfigError> {
         match self {
-            OperatorConfig::Stats(c) => c.validate(record),
+            OperatorConfig::Stats(c) => c.validate(record, values),
             OperatorConfig::Discord(c) => c.validate(record, values),
             OperatorConfig::Rcf(c) => c.validate(values),
             OperatorConfig::Filter(c) => c.validate(),
@@ -150,7 +151,7 @@ impl OperatorConfig {
             OperatorConfig::Discord(c) => c.output_fields(),
             OperatorConfig::Rcf(c) => c.output_fields(),
             OperatorConfig::Filter(_) => vec![],
-            OperatorConfig::Enrich(c) => vec![c.field.clone()],
+            OperatorConfig::Enrich(c) => vec![c.output.clone()],
             // Results are new records, not fields appended to the input.
             #[cfg(feature = "onnx")]
             OperatorConfig::ClassifyImage(_) => vec![],

@@ -23,12 +23,15 @@ pub struct StatsConfig {
     /// Prefix for the output fields (`"temp_"` gives `temp_count` …). Default none.
     #[serde(default)]
     pub prefix: String,
-    /// Index of the value field to summarise. Default 0.
+    /// The value to summarise: a name from `record.values`. Default: the first.
+    pub input: Option<String>,
+    /// Deprecated: the index of the value to summarise in `record.values`; use `input` with
+    /// its name. Still read when `input` is absent.
     #[serde(default)]
-    pub field: usize,
+    pub field: Option<usize>,
     /// Forget a key's statistics after this long without records (event time when the job
     /// has a time field, otherwise processing time is not used and state never expires).
-    pub ttl: Option<crate::config::Duration>,
+    pub ttl: Option<crate::core::Duration>,
 }
 
 impl StatsConfig {
@@ -40,9 +43,31 @@ impl StatsConfig {
             .collect()
     }
 
-    /// Semantic checks.
-    pub fn validate(&self, record: &RecordConfig) -> Vec<ConfigError> {
+    /// Index of the value to summarise among the job's value fields `values`.
+    pub fn input_index(&self, values: &[String]) -> usize {
+        match &self.input {
+            Some(name) => values.iter().position(|v| v == name).unwrap_or(0),
+            None => self.field.unwrap_or(0),
+        }
+    }
+
+    /// Semantic checks; `values` are the job's value fields.
+    pub fn validate(&self, record: &RecordConfig, values: &[String]) -> Vec<ConfigError> {
         let mut errors = Vec::new();
+        if let Some(name) = &self.input {
+            if self.field.is_some() {
+                errors.push(ConfigError::new(
+                    "field",
+                    "set `input` only (`field` is its deprecated form)",
+                ));
+            }
+            if !values.contains(name) {
+                errors.push(ConfigError::new(
+                    "input",
+                    format!("`{name}` is not one of record.values {values:?}"),
+                ));
+            }
+        }
         if self.ttl.is_some() && record.time.is_none() {
             errors.push(ConfigError::new("ttl", "needs event time: set record.time"));
         }
@@ -131,12 +156,12 @@ pub struct Stats {
 
 impl Stats {
     /// Builds the operator for one partition.
-    pub fn new(cfg: &StatsConfig, _cx: &BuildContext) -> Self {
+    pub fn new(cfg: &StatsConfig, cx: &BuildContext) -> Self {
         let name = cfg.name.clone().unwrap_or_else(|| "stats".into());
         let p = &cfg.prefix;
         Stats {
             name,
-            field: cfg.field,
+            field: cfg.input_index(&cx.value_names),
             ttl: cfg.ttl.map(|d| d.as_std()),
             names: ["count", "mean", "stddev", "min", "max"].map(|n| Arc::from(format!("{p}{n}"))),
         }

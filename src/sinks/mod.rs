@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::core::ConfigError;
 use crate::event::Record;
 use crate::state::checkpoint::Commit;
 use crate::{Error, Result};
@@ -42,7 +42,7 @@ pub trait Sink: Send {
 
 /// The configured sink (closed set; `type` selects the variant).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case")]
 pub enum SinkConfig {
     /// JSON lines on standard output (not transactional: at-least-once across crashes).
     Stdout(StdoutSinkConfig),
@@ -59,6 +59,7 @@ pub enum SinkConfig {
     #[cfg(feature = "s3")]
     S3(s3::S3SinkConfig),
 }
+crate::core::config::tagged!(SinkConfig, "type");
 
 impl Default for SinkConfig {
     fn default() -> Self {

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::Result;
-use crate::config::{ConfigError, RecordConfig};
+use crate::core::{ConfigError, RecordConfig};
 use crate::event::{Origin, Record};
 use crate::parse::{Format, ParserConfig};
 
@@ -84,7 +84,7 @@ pub trait Source: Send {
 
 /// The configured source (closed set; `type` selects the variant).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case")]
 pub enum SourceConfig {
     /// Local files.
     File(file::FileSourceConfig),
@@ -101,6 +101,7 @@ pub enum SourceConfig {
     #[cfg(feature = "s3")]
     S3(s3::S3SourceConfig),
 }
+crate::core::config::tagged!(SourceConfig, "type");
 
 impl SourceConfig {
     /// The `type` tag.
@@ -194,7 +195,7 @@ impl SourceConfig {
             time: r.time,
             key_groups,
             max_record_bytes: self.max_record_bytes(),
-            pass_missing: record.missing == crate::config::MissingPolicy::Pass,
+            pass_missing: record.missing == crate::core::MissingPolicy::Pass,
         }
     }
 

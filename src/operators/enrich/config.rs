@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, Duration, RecordConfig};
+use crate::core::{ConfigError, Duration, RecordConfig};
 
 /// `type = "enrich"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -16,9 +16,10 @@ pub struct EnrichConfig {
     /// (`"device"`) uses that field of the record; a template with `{field}` placeholders
     /// (`"{region}:{device}"`) joins several (`{key}` is the record's key).
     pub key: Option<String>,
-    /// Field the reference data is merged under. Default `enrichment`.
-    #[serde(default = "default_field")]
-    pub field: String,
+    /// The field the reference data is written to, as one JSON object. Default
+    /// `enrichment`. (Old spelling: `field`.)
+    #[serde(default = "default_output", alias = "field")]
+    pub output: String,
     /// `lookup` (per-record lookups through the cache tiers) or `preload` (the whole
     /// reference table of a `file` or `s3` origin in memory). Default `lookup`.
     #[serde(default)]
@@ -45,13 +46,14 @@ pub struct EnrichConfig {
     #[serde(default = "default_max_backoff")]
     pub max_backoff: Duration,
     /// What happens to a record whose lookup failed (error or timeout): `emit` it
-    /// un-enriched with `error_field` set, `dead_letter` it, or `fail` the job. A key the
-    /// origin does not know is not a failure: the record is emitted without the field.
+    /// un-enriched with `error_output` set, `dead_letter` it, or `fail` the job. A key the
+    /// origin does not know is not a failure: the record is emitted without `output`.
     #[serde(default)]
     pub on_failure: OnFailure,
-    /// Field holding the failure reason under `on_failure = "emit"`. Default `enrich_error`.
-    #[serde(default = "default_error_field")]
-    pub error_field: String,
+    /// The field the failure reason is written to under `on_failure = "emit"`. Default
+    /// `enrich_error`. (Old spelling: `error_field`.)
+    #[serde(default = "default_error_output", alias = "error_field")]
+    pub error_output: String,
     /// Tier 1: the in-process cache.
     #[serde(default)]
     pub cache: CacheConfig,
@@ -167,7 +169,7 @@ pub struct RedisConfig {
 
 /// Tier 3: the origin of reference data.
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case")]
 pub enum OriginConfig {
     /// No origin: Redis (or the preloaded table) is the store; a miss is "not found".
     #[default]
@@ -181,6 +183,7 @@ pub enum OriginConfig {
     /// formats as `file`. Needs the `s3` feature (built by default).
     S3(S3Origin),
 }
+crate::core::config::tagged!(OriginConfig, "type");
 
 impl OriginConfig {
     /// Whether the origin is a reference table loaded at start (`file` or `s3`).
@@ -264,7 +267,7 @@ pub enum FileFormat {
 fn default_max_table_bytes() -> u64 {
     512 << 20
 }
-fn default_field() -> String {
+fn default_output() -> String {
     "enrichment".into()
 }
 fn default_capacity() -> usize {
@@ -282,7 +285,7 @@ fn default_backoff() -> Duration {
 fn default_max_backoff() -> Duration {
     Duration::from_secs(1)
 }
-fn default_error_field() -> String {
+fn default_error_output() -> String {
     "enrich_error".into()
 }
 fn default_prefix() -> String {
@@ -308,8 +311,8 @@ impl EnrichConfig {
         if self.timeout.as_std().is_zero() {
             errors.push(ConfigError::new("timeout", "must be greater than zero"));
         }
-        if self.field.is_empty() {
-            errors.push(ConfigError::new("field", "must not be empty"));
+        if self.output.is_empty() {
+            errors.push(ConfigError::new("output", "must not be empty"));
         }
         if let Some(k) = &self.key
             && k.contains('{')

@@ -379,8 +379,8 @@ impl Enrich {
         Ok(Enrich {
             metrics: Metrics::new(&cx.metrics(&name)),
             key,
-            field: Arc::from(cfg.field.as_str()),
-            error_field: Arc::from(cfg.error_field.as_str()),
+            field: Arc::from(cfg.output.as_str()),
+            error_field: Arc::from(cfg.error_output.as_str()),
             partition: cx.partition,
             partitions: cx.partitions.max(1),
             key_groups: cx.key_groups.max(1),

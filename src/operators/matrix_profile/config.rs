@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::{DampConfig, MassMode, NanPolicy, ThresholdSpec};
-use crate::config::{ConfigError, RecordConfig};
+use crate::core::{ConfigError, RecordConfig};
 
 /// `type = "discord"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -11,8 +11,10 @@ use crate::config::{ConfigError, RecordConfig};
 pub struct DiscordConfig {
     /// Instance name (metrics label, state-table prefix). Default `discord`.
     pub name: Option<String>,
-    /// Value field to score (one of `record.values`). Default: the first.
-    pub value: Option<String>,
+    /// The value to score: a name from `record.values`. Default: the first. (Old spelling:
+    /// `value`.)
+    #[serde(alias = "value")]
+    pub input: Option<String>,
     /// Subsequence length in points.
     pub m: usize,
     /// Points of history searched for the nearest neighbour. Default 10,000.
@@ -98,7 +100,7 @@ impl From<NanPolicyConfig> for NanPolicy {
 
 /// The threshold rule (`rule = "gaussian" | "warmup" | "quantile" | "static"`).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(tag = "rule", rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ThresholdConfig {
     /// Exponentially weighted mean + k·σ of exact, non-alarming scores.
     Gaussian {
@@ -142,6 +144,7 @@ pub enum ThresholdConfig {
         value: f64,
     },
 }
+crate::core::config::tagged!(ThresholdConfig, "rule");
 
 fn k5() -> f64 {
     5.0
@@ -259,16 +262,16 @@ impl DiscordConfig {
                 "a threshold parameter is out of range",
             ));
         }
-        if let Some(v) = &self.value {
+        if let Some(v) = &self.input {
             if !values.iter().any(|n| n == v) {
                 errors.push(ConfigError::new(
-                    "value",
+                    "input",
                     format!("`{v}` is not one of record.values {values:?}"),
                 ));
             }
         } else if values.is_empty() && record.values.is_empty() {
             errors.push(ConfigError::new(
-                "value",
+                "input",
                 "the job has no value field (set record.values)",
             ));
         }

@@ -140,7 +140,7 @@ impl DiscordOperator {
     pub fn new(cfg: &DiscordConfig, cx: &BuildContext) -> Self {
         let name = cfg.name().to_string();
         let field = cfg
-            .value
+            .input
             .as_ref()
             .and_then(|v| cx.value_names.iter().position(|n| n == v))
             .unwrap_or(0);

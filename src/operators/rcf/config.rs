@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use super::forest::ForestConfig;
 use super::threshold::ThresholdConfig;
-use crate::config::ConfigError;
+use crate::core::ConfigError;
 
 /// `type = "rcf"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -12,9 +12,10 @@ use crate::config::ConfigError;
 pub struct RcfConfig {
     /// Instance name (metrics label, state-table prefix). Default `rcf`.
     pub name: Option<String>,
-    /// Input dimensions: names from `record.values`. Default: all of them.
-    #[serde(default)]
-    pub fields: Vec<String>,
+    /// The values read together as one point's dimensions: names from `record.values`, in
+    /// order. Default: all of them. (Old spelling: `fields`.)
+    #[serde(default, alias = "fields")]
+    pub inputs: Vec<String>,
     /// Trees per forest. Default 50.
     #[serde(default = "trees")]
     pub trees: usize,
@@ -120,24 +121,24 @@ impl RcfConfig {
     /// Semantic checks; `values` are the job's value fields.
     pub fn validate(&self, values: &[String]) -> Vec<ConfigError> {
         let mut errors = Vec::new();
-        for f in &self.fields {
+        for f in &self.inputs {
             if !values.contains(f) {
                 errors.push(ConfigError::new(
-                    "fields",
+                    "inputs",
                     format!("`{f}` is not one of record.values {values:?}"),
                 ));
             }
         }
         if values.is_empty() {
             errors.push(ConfigError::new(
-                "fields",
+                "inputs",
                 "the job has no value fields (set record.values)",
             ));
         }
-        let dims = if self.fields.is_empty() {
+        let dims = if self.inputs.is_empty() {
             values.len().max(1)
         } else {
-            self.fields.len()
+            self.inputs.len()
         };
         if let Err(e) = self.forest_config(dims, 0).validate() {
             errors.push(ConfigError::new("trees", e.to_string()));

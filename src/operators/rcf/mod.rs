@@ -97,10 +97,10 @@ impl RcfOperator {
     /// Builds the operator for one partition.
     pub fn new(cfg: &RcfConfig, cx: &BuildContext) -> Self {
         let name = cfg.name().to_string();
-        let field_names: Vec<String> = if cfg.fields.is_empty() {
+        let field_names: Vec<String> = if cfg.inputs.is_empty() {
             cx.value_names.clone()
         } else {
-            cfg.fields.clone()
+            cfg.inputs.clone()
         };
         let fields = field_names
             .iter()
