@@ -234,7 +234,7 @@ impl Case {
                     Tier::Origin => format!("o{i}"),
                     _ => format!(
                         "s{}",
-                        osprey::sources::generator::splitmix64(i) % REDIS_KEYS
+                        osprey::core::hash::splitmix64(i) % REDIS_KEYS
                     ),
                 };
                 Record::new(key, vec![i as f64])

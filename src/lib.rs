@@ -3,9 +3,13 @@
 //! # Layout
 //!
 //! - [`config`]: the TOML job file, validated with every error reported at once.
-//! - [`sources`] → [`topology`] → [`operators`] → [`sinks`]: the data path. The source task
-//!   parses ([`parse`]) and routes records by key group ([`partition`]); each partition task
-//!   runs the operator chain and writes to its own sink instance.
+//! - [`core`]: the bottom layer every other module shares (records, config errors, the codec,
+//!   hashing, civil time, backoff).
+//! - [`connectors`] (sources) → [`topology`] → [`operators`] → [`connectors`] (sinks): the data
+//!   path. Connectors are grouped by external system (`file`, `stdio`, `kinesis`, `s3`, …),
+//!   each with its config, client, source and sink. The source task parses ([`parse`]) and
+//!   routes records by key group ([`partition`]); each partition task runs the operator chain
+//!   and writes to its own sink instance.
 //! - [`state`]: keyed state (RocksDB or memory) and the checkpoint files; the coordinator in
 //!   [`topology`] runs the checkpoint protocol.
 //! - [`metrics`]: Prometheus names and the `/metrics` `/healthz` `/readyz` endpoint.
@@ -19,16 +23,13 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod connectors;
 pub mod core;
 pub mod eval;
 pub mod metrics;
 pub mod operators;
 pub mod parse;
-#[cfg(feature = "kinesis")]
-pub mod produce;
 pub mod shutdown;
-pub mod sinks;
-pub mod sources;
 pub mod state;
 pub mod topology;
 

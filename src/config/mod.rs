@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::operators::OperatorConfig;
-use crate::sinks::{DeadLetterConfig, SinkConfig};
-use crate::sources::SourceConfig;
+use crate::connectors::{DeadLetterConfig, SinkConfig, SourceConfig};
 
 /// A validated job.
 #[derive(Debug, Clone, Deserialize)]

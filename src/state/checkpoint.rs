@@ -18,21 +18,24 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Manifest file name.
 pub const MANIFEST: &str = "MANIFEST.json";
 
-/// An action that publishes sink output once the checkpoint covering it is complete.
-/// Applying one twice is harmless, so recovery simply re-applies a manifest's commits.
+/// Sealed sink output, waiting for the checkpoint covering it to complete: what
+/// `Sink::precommit` returns and the manifest keeps, in this serialized form (`kind` tag), so
+/// manifests written by earlier versions restore. What a commit means, and how it is
+/// published, is the business of the sink that sealed it (`connectors::SinkSpec::commit`);
+/// publishing one twice is harmless, so recovery simply publishes a manifest's commits again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Commit {
-    /// Rename a finished in-progress file into the visible output.
+    /// A file sink's finished in-progress file, to be renamed into the visible output.
     Rename {
         /// In-progress file.
         from: PathBuf,
         /// Final name.
         to: PathBuf,
     },
-    /// Upload a staged local file to an object store, then delete the staged file.
+    /// An object-store sink's staged local file, to be uploaded, then deleted.
     Upload {
-        /// Sink component that knows the bucket and client.
+        /// The sink that sealed it (its bucket and prefix, `s3://bucket/prefix`).
         sink: String,
         /// Staged local file.
         from: PathBuf,
@@ -42,21 +45,13 @@ pub enum Commit {
 }
 
 impl Commit {
-    /// Applies a local commit. Returns `Ok(false)` for commits another component must apply.
-    pub fn apply_local(&self) -> Result<bool> {
+    /// A short description for errors.
+    pub fn describe(&self) -> String {
         match self {
             Commit::Rename { from, to } => {
-                if from.exists() {
-                    std::fs::rename(from, to).map_err(|e| Error::io("publishing", from, e))?;
-                } else if !to.exists() {
-                    return Err(Error::Internal(format!(
-                        "pending output {} vanished before it was published",
-                        from.display()
-                    )));
-                }
-                Ok(true)
+                format!("the rename of {} to {}", from.display(), to.display())
             }
-            Commit::Upload { .. } => Ok(false),
+            Commit::Upload { sink, key, .. } => format!("the upload of {key} for {sink}"),
         }
     }
 }
@@ -98,7 +93,13 @@ impl Manifest {
         let mut copy = self.clone();
         copy.checksum = String::new();
         let body = serde_json::to_vec(&copy).expect("manifest serialises");
-        format!("{:x}", Md5::digest(&body))
+        // Lowercase hex, two digits a byte: what md-5 0.10's `{:x}` wrote, so existing
+        // manifests verify (0.11's digest type has no `LowerHex`).
+        Md5::digest(&body).iter().fold(String::with_capacity(32), |mut s, b| {
+            use std::fmt::Write;
+            let _ = write!(s, "{b:02x}");
+            s
+        })
     }
 
     /// Writes the manifest into `dir` atomically (temp file, fsync, rename).

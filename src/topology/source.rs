@@ -10,8 +10,7 @@ use crate::event::{Batch, Record};
 use crate::operators::{Barrier, DeadLetter};
 use crate::parse::Parser;
 use crate::partition::partition_of;
-use crate::sinks::Sink;
-use crate::sources::{Poll, RawItem, Source};
+use crate::connectors::{Poll, RawItem, Sink, Source};
 use crate::{Error, Result};
 
 pub(super) struct SourceDriver {

@@ -3,10 +3,22 @@
 //! subscriptions), resharding order, KPL resume. Live-server tests are in tests/kinesis_it.rs.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
 
-use super::client::{Consumer, KinesisRecord, PutEntry, ShardSubscription};
-use super::*;
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use super::client::{
+    ApiError, Consumer, IteratorStart, KinesisApi, KinesisRecord, PutEntry, RecordsPage,
+    ShardEvent, ShardInfo, ShardSubscription,
+};
+use super::config::{ConsumerConfig, KinesisSourceConfig};
+use super::shards::{Pos, after};
+use super::source::{KinesisSource, Mode};
+use super::{COMPONENT, RESUBSCRIPTIONS, THROTTLES, kpl};
+use crate::connectors::{Poll, RawItem, Source, SourceSpec};
+use crate::core::Backoff;
 
 /// What the fake does with the next SubscribeToShard call (default: a normal subscription
 /// that the service ends after `events_per_subscription` events).
@@ -486,9 +498,12 @@ async fn empty_shards_back_off_up_to_the_limit() {
             other => panic!("{other:?}"),
         }
     }
-    let s = src.shards.get("a").unwrap();
+    let Mode::Polling(p) = &src.mode else {
+        panic!("a polling source")
+    };
+    let s = &p.readers["a"];
     assert!(s.empty_backoff <= StdDuration::from_millis(5));
-    assert!(s.empty_backoff >= src.min_interval);
+    assert!(s.empty_backoff >= p.min_interval);
 }
 
 #[test]
@@ -531,7 +546,11 @@ consumer = { type = "efo", name = "osprey-test", stall_timeout = "1s" }"#,
 
 fn efo_source(fake: &Arc<Fake>) -> KinesisSource {
     let mut src = KinesisSource::with_api(efo_cfg(), Arc::new(FakeApi(Arc::clone(fake))));
-    src.efo.as_mut().unwrap().backoff = (StdDuration::from_millis(5), StdDuration::from_millis(40));
+    let Mode::Efo(efo) = &mut src.mode else {
+        panic!("an enhanced fan-out source")
+    };
+    efo.backoff =
+        Backoff::new(StdDuration::from_millis(5), StdDuration::from_millis(40)).without_jitter();
     src
 }
 

@@ -1,90 +1,16 @@
-//! `type = "s3"`: new objects in a bucket, polled with ListObjectsV2 (see [`super::objects`]
-//! for what is new and how the position is kept).
+//! `type = "s3"` source: new objects in a bucket, polled with ListObjectsV2 (see
+//! [`crate::connectors::objects`] for what is new and how the position is kept).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::objects::{self, Lister, ObjectMeta, ObjectOptions, ObjectSource};
-use crate::config::ConfigError;
+use super::client::{GetObjectError, S3Connection, get_object, sdk_error};
+use crate::connectors::objects::{self, Lister, ObjectMeta, ObjectOptions, ObjectSource};
+use crate::connectors::{Source, SourceSpec};
+use crate::core::{ConfigError, Duration};
 use crate::{Error, Result};
-
-/// Where and how to reach S3: shared by the S3 source and sink.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct S3Connection {
-    /// Endpoint override for S3-compatible servers (`http://127.0.0.1:5010` for moto);
-    /// path-style addressing is used whenever it is set. Default: the standard AWS SDK chain
-    /// (`AWS_ENDPOINT_URL`, profile …).
-    pub endpoint_url: Option<String>,
-    /// Region. Default: the standard chain (`AWS_REGION`, profile), else `us-east-1`.
-    pub region: Option<String>,
-}
-
-impl S3Connection {
-    /// Builds a client. Credentials come from the standard AWS SDK chain.
-    pub async fn client(&self) -> aws_sdk_s3::Client {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(r) = &self.region {
-            loader = loader.region(aws_config::Region::new(r.clone()));
-        }
-        let sdk = loader.load().await;
-        let mut b = aws_sdk_s3::config::Builder::from(&sdk);
-        if sdk.region().is_none() {
-            b = b.region(aws_config::Region::new("us-east-1"));
-        }
-        if let Some(e) = &self.endpoint_url {
-            b = b.endpoint_url(e).force_path_style(true);
-        }
-        aws_sdk_s3::Client::from_conf(b.build())
-    }
-}
-
-/// Reads one whole object, for files loaded once at start (a model, a labels file). Safe to
-/// call from synchronous code running inside the async runtime: the request runs on a
-/// thread of its own with a runtime of its own.
-pub fn get_object_blocking(
-    conn: &S3Connection,
-    bucket: &str,
-    key: &str,
-) -> std::result::Result<Vec<u8>, String> {
-    let fetch = async {
-        let client = conn.client().await;
-        let out = client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| sdk_error(&e))?;
-        let body = out.body.collect().await.map_err(|e| sdk_error(&e))?;
-        Ok::<_, String>(body.into_bytes().to_vec())
-    };
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?
-                .block_on(fetch)
-        })
-        .join()
-        .unwrap_or_else(|_| Err("the download thread panicked".into()))
-    })
-    .map_err(|e| format!("reading s3://{bucket}/{key}: {e}"))
-}
-
-/// Formats an SDK error with its source chain (the SDK's `Display` alone says "service error").
-pub fn sdk_error(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
 
 /// `type = "s3"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -100,11 +26,11 @@ pub struct S3SourceConfig {
     pub suffix: Vec<String>,
     /// Wait between listings that found nothing new. Default 10 s.
     #[serde(default = "objects::default_poll_interval")]
-    pub poll_interval: crate::config::Duration,
+    pub poll_interval: Duration,
     /// How late (by LastModified) an object whose key sorts before the last one read is still
     /// picked up. Default 1 h; `"0s"` lists only after the last key (`StartAfter`).
     #[serde(default = "objects::default_late_window")]
-    pub late_window: crate::config::Duration,
+    pub late_window: Duration,
     /// Objects larger than this are not downloaded but dead-lettered (`too_large`).
     /// Default 50 MiB.
     #[serde(default = "objects::default_max_object_bytes")]
@@ -123,8 +49,21 @@ pub struct S3SourceConfig {
 }
 
 impl S3SourceConfig {
-    /// Semantic checks.
-    pub fn validate(&self) -> Vec<ConfigError> {
+    /// Where the bucket is.
+    pub fn connection(&self) -> S3Connection {
+        S3Connection {
+            endpoint_url: self.endpoint_url.clone(),
+            region: self.region.clone(),
+        }
+    }
+}
+
+impl SourceSpec for S3SourceConfig {
+    fn type_name(&self) -> &'static str {
+        "s3"
+    }
+
+    fn validate(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         if self.bucket.is_empty() {
             errors.push(ConfigError::new("source.bucket", "must name a bucket"));
@@ -138,25 +77,25 @@ impl S3SourceConfig {
         errors
     }
 
-    /// Builds the source (the client is created on first use).
-    pub fn build(&self) -> ObjectSource<S3Lister> {
-        let opts = ObjectOptions {
-            suffixes: self.suffix.iter().map(|s| s.to_lowercase()).collect(),
-            poll_interval: self.poll_interval.as_std(),
-            late_window: self.late_window.as_std(),
-            max_object_bytes: self.max_object_bytes,
-            stop_when_idle: self.stop_when_idle,
-            max_tracked_keys: self.max_tracked_keys.max(1),
-            fetch_batch: 16,
+    fn max_record_bytes(&self) -> usize {
+        self.max_object_bytes.try_into().unwrap_or(usize::MAX)
+    }
+
+    /// The client is created on first use.
+    fn build(&self) -> Result<Box<dyn Source>> {
+        let opts = ObjectOptions::new(
+            &self.suffix,
+            self.poll_interval,
+            self.late_window,
+            self.max_object_bytes,
+            self.stop_when_idle,
+            self.max_tracked_keys,
+        );
+        let lister = S3Lister {
+            cfg: self.clone(),
+            client: None,
         };
-        ObjectSource::new(
-            S3Lister {
-                cfg: self.clone(),
-                client: None,
-            },
-            opts,
-            "s3",
-        )
+        Ok(Box::new(ObjectSource::new(lister, opts, "s3")))
     }
 }
 
@@ -171,22 +110,15 @@ impl S3Lister {
         if let Some(c) = &self.client {
             return Arc::clone(c);
         }
-        let c = Arc::new(
-            S3Connection {
-                endpoint_url: self.cfg.endpoint_url.clone(),
-                region: self.cfg.region.clone(),
-            }
-            .client()
-            .await,
-        );
+        let c = Arc::new(self.cfg.connection().client().await);
         self.client = Some(Arc::clone(&c));
         c
     }
 
-    fn error(&self, what: &str, e: &(dyn std::error::Error + 'static)) -> Error {
+    fn error(&self, what: &str, detail: String) -> Error {
         Error::Source {
             component: "s3".into(),
-            message: format!("{what} in bucket {}: {}", self.cfg.bucket, sdk_error(e)),
+            message: format!("{what} in bucket {}: {detail}", self.cfg.bucket),
             retry: crate::Retry::WithBackoff,
         }
     }
@@ -212,7 +144,7 @@ impl Lister for S3Lister {
             let page = req
                 .send()
                 .await
-                .map_err(|e| self.error("listing objects", &e))?;
+                .map_err(|e| self.error("listing objects", sdk_error(&e)))?;
             for o in page.contents() {
                 let Some(key) = o.key() else { continue };
                 out.push(ObjectMeta {
@@ -236,19 +168,12 @@ impl Lister for S3Lister {
 
     async fn get(&mut self, key: &str) -> Result<Vec<u8>> {
         let client = self.client().await;
-        let obj = client
-            .get_object()
-            .bucket(&self.cfg.bucket)
-            .key(key)
-            .send()
+        get_object(&client, &self.cfg.bucket, key, None)
             .await
-            .map_err(|e| self.error(&format!("getting {key}"), &e))?;
-        let body = obj
-            .body
-            .collect()
-            .await
-            .map_err(|e| self.error(&format!("reading {key}"), &e))?;
-        Ok(body.into_bytes().to_vec())
+            .map_err(|e| match e {
+                GetObjectError::Body(chain) => self.error(&format!("reading {key}"), chain),
+                e => self.error(&format!("getting {key}"), e.to_string()),
+            })
     }
 
     fn location(&self) -> &str {

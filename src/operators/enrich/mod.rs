@@ -241,7 +241,7 @@ impl RetryPolicy {
             .backoff
             .saturating_mul(1u32 << attempt.min(20))
             .min(self.max_backoff);
-        let unit = (crate::sources::generator::splitmix64(seed) >> 11) as f64 / (1u64 << 53) as f64;
+        let unit = (crate::core::hash::splitmix64(seed) >> 11) as f64 / (1u64 << 53) as f64;
         base.mul_f64(0.5 + 0.5 * unit)
     }
 }
