@@ -35,9 +35,9 @@ pub mod topology;
 
 pub use crate::core::{Error, ErrorKind, Retry};
 // Old paths, kept while the components move to `core` (removed at the end of the move).
+pub use crate::core::error;
 pub use crate::core::partition;
 pub use crate::core::record as event;
-pub use crate::core::error;
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::operators::OperatorConfig;
 use crate::connectors::{DeadLetterConfig, SinkConfig, SourceConfig};
+use crate::operators::OperatorConfig;
 
 /// A validated job.
 #[derive(Debug, Clone, Deserialize)]

@@ -33,10 +33,7 @@ pub struct NullSink {
 #[async_trait]
 impl Sink for NullSink {
     async fn write(&mut self, records: &[Record]) -> Result<()> {
-        crate::metrics::get()
-            .sink_records
-            .with_label_values(&[&self.component])
-            .inc_by(records.len() as u64);
+        crate::connectors::count_written(&self.component, records.len());
         Ok(())
     }
 

@@ -95,11 +95,13 @@ impl Manifest {
         let body = serde_json::to_vec(&copy).expect("manifest serialises");
         // Lowercase hex, two digits a byte: what md-5 0.10's `{:x}` wrote, so existing
         // manifests verify (0.11's digest type has no `LowerHex`).
-        Md5::digest(&body).iter().fold(String::with_capacity(32), |mut s, b| {
-            use std::fmt::Write;
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+        Md5::digest(&body)
+            .iter()
+            .fold(String::with_capacity(32), |mut s, b| {
+                use std::fmt::Write;
+                let _ = write!(s, "{b:02x}");
+                s
+            })
     }
 
     /// Writes the manifest into `dir` atomically (temp file, fsync, rename).
@@ -301,6 +303,42 @@ mod tests {
                 .to_string()
                 .contains("corrupt")
         );
+    }
+
+    #[test]
+    fn commits_keep_their_serialized_form() {
+        // What manifests written before the per-sink commit hold: they must still parse.
+        let old = r#"[{"kind":"rename","from":"out/.inprogress/p","to":"out/p"},{"kind":"upload","sink":"s3://b/r/","from":"st/x","key":"r/x"}]"#;
+        let commits: Vec<Commit> = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            commits,
+            [
+                Commit::Rename {
+                    from: "out/.inprogress/p".into(),
+                    to: "out/p".into(),
+                },
+                Commit::Upload {
+                    sink: "s3://b/r/".into(),
+                    from: "st/x".into(),
+                    key: "r/x".into(),
+                },
+            ]
+        );
+        assert_eq!(serde_json::to_string(&commits).unwrap(), old);
+    }
+
+    #[test]
+    fn checksum_is_lowercase_hex_md5() {
+        let m = manifest(1);
+        let mut copy = m.clone();
+        copy.checksum = String::new();
+        let body = serde_json::to_vec(&copy).unwrap();
+        let want: String = Md5::digest(&body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(m.compute_checksum(), want);
+        assert_eq!(want.len(), 32);
     }
 
     #[test]

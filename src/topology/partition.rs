@@ -7,9 +7,9 @@ use tokio::sync::mpsc;
 
 use super::{Ack, Fill, Message, dead_letter_record};
 use crate::Result;
+use crate::connectors::Sink;
 use crate::event::Batch;
 use crate::operators::{Barrier, Context, Operator};
-use crate::connectors::Sink;
 
 pub(super) struct PartitionRunner {
     pub name: String,

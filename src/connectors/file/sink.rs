@@ -199,11 +199,7 @@ impl Sink for FileSink {
         if records.is_empty() {
             return Ok(());
         }
-        self.buf.clear();
-        for r in records {
-            r.write_json(&mut self.buf);
-            self.buf.push('\n');
-        }
+        crate::connectors::render_json_lines(records, &mut self.buf);
         if self
             .current
             .as_ref()
@@ -218,10 +214,7 @@ impl Sink for FileSink {
         w.write_all(self.buf.as_bytes())
             .map_err(|e| Error::io("writing", &*path, e))?;
         *n += self.buf.len() as u64;
-        crate::metrics::get()
-            .sink_records
-            .with_label_values(&[&self.component])
-            .inc_by(records.len() as u64);
+        crate::connectors::count_written(&self.component, records.len());
         Ok(())
     }
 

@@ -62,7 +62,9 @@ mod tests;
 use std::sync::Arc;
 
 pub use client::{KinesisApi, SdkKinesis};
-pub use config::{ConsumerConfig, EfoConfig, KinesisSinkConfig, KinesisSourceConfig, StartPosition};
+pub use config::{
+    ConsumerConfig, EfoConfig, KinesisSinkConfig, KinesisSourceConfig, StartPosition,
+};
 pub use sink::{KinesisSink, Producer, Pushed};
 pub use source::KinesisSource;
 

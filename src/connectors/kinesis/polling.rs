@@ -67,13 +67,15 @@ impl Polling {
 
     fn reader(&mut self, id: &Arc<str>) -> &mut Reader {
         let empty = self.empty_backoff;
-        self.readers.entry(Arc::clone(id)).or_insert_with(|| Reader {
-            iterator: None,
-            next_read: Instant::now(),
-            empty: empty.attempts(0),
-            empty_backoff: StdDuration::ZERO,
-            throttled: THROTTLE_BACKOFF.attempts(0),
-        })
+        self.readers
+            .entry(Arc::clone(id))
+            .or_insert_with(|| Reader {
+                iterator: None,
+                next_read: Instant::now(),
+                empty: empty.attempts(0),
+                empty_backoff: StdDuration::ZERO,
+                throttled: THROTTLE_BACKOFF.attempts(0),
+            })
     }
 
     /// Reads every due shard (readable, nothing buffered, its wait over) once, concurrently,
@@ -92,7 +94,11 @@ impl Polling {
         for id in readable {
             let reader = self.reader(&id);
             if reader.next_read <= now && !shards.is_buffered(&id) {
-                due.push((Arc::clone(&id), reader.iterator.clone(), shards.start_of(&id)));
+                due.push((
+                    Arc::clone(&id),
+                    reader.iterator.clone(),
+                    shards.start_of(&id),
+                ));
             }
         }
         if due.is_empty() {
@@ -140,7 +146,11 @@ impl Polling {
         shards
             .readable()
             .iter()
-            .map(|id| self.readers.get(id).map_or_else(Instant::now, |r| r.next_read))
+            .map(|id| {
+                self.readers
+                    .get(id)
+                    .map_or_else(Instant::now, |r| r.next_read)
+            })
             .min()
     }
 

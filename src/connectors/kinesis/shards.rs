@@ -408,7 +408,10 @@ mod tests {
         let items = s.take(2);
         assert_eq!(items[1].origin.position.as_deref(), Some("5:1"));
         let pos = s.position();
-        assert_eq!(pos["shards"]["a"], serde_json::json!({"seq": "5", "sub": 1}));
+        assert_eq!(
+            pos["shards"]["a"],
+            serde_json::json!({"seq": "5", "sub": 1})
+        );
         assert_eq!(pos["start_ms"], 7);
 
         let mut again = Shards::new("s", StartPosition::Latest, None, 100);
@@ -426,7 +429,10 @@ mod tests {
             .map(|i| i.origin.position.as_deref().unwrap().to_string())
             .collect();
         assert_eq!(rest, ["5:2", "6"]);
-        assert_eq!(again.start_of("a"), IteratorStart::AfterSequence("6".into()));
+        assert_eq!(
+            again.start_of("a"),
+            IteratorStart::AfterSequence("6".into())
+        );
         assert_eq!(
             again.restore(&serde_json::json!({"shards": {"a": {}}})),
             Err("seq")
@@ -439,9 +445,18 @@ mod tests {
         s.apply_listing(vec![info("a", &[])]);
         let a: Arc<str> = Arc::from("a");
         let got = s.buffer(&a, vec![rec("1", b"123456")]).unwrap();
-        assert_eq!(got, Buffered { records: 1, bytes: 6 });
+        assert_eq!(
+            got,
+            Buffered {
+                records: 1,
+                bytes: 6
+            }
+        );
         let item = &s.take(1)[0];
-        assert_eq!((item.data.as_slice(), item.too_large), (&b"1234"[..], Some(6)));
+        assert_eq!(
+            (item.data.as_slice(), item.too_large),
+            (&b"1234"[..], Some(6))
+        );
         assert!(s.buffer(&Arc::from("unknown"), vec![]).is_none());
     }
 }

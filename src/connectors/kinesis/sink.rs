@@ -326,8 +326,7 @@ pub fn render_with_origin(r: &Record, out: &mut String) {
 #[async_trait]
 impl Sink for KinesisSink {
     async fn write(&mut self, records: &[Record]) -> Result<()> {
-        let m = crate::metrics::get();
-        let mut sent = 0u64;
+        let mut sent = 0usize;
         for r in records {
             self.line.clear();
             render_with_origin(r, &mut self.line);
@@ -358,9 +357,7 @@ impl Sink for KinesisSink {
         // Send what this batch left in the buffer: output latency is one batch, not one
         // checkpoint interval (a busy job still sends full 500-record calls).
         self.producer.flush().await?;
-        m.sink_records
-            .with_label_values(&[&self.component])
-            .inc_by(sent);
+        crate::connectors::count_written(&self.component, sent);
         Ok(())
     }
 

@@ -414,29 +414,33 @@ async fn expired_iterator_resumes_after_last_returned() {
     );
 }
 
+/// Appends to the first shard an aggregate of four records at sequence 5 (partition keys
+/// p0…p3), then a plain record at 6.
+fn push_aggregate_and_plain(fake: &Fake) {
+    let mut st = fake.0.lock().unwrap();
+    let subs: Vec<kpl::SubRecord> = (0..4)
+        .map(|i| kpl::SubRecord {
+            partition_key: format!("p{i}"),
+            data: format!("{{\"sub\":{i}}}").into_bytes(),
+        })
+        .collect();
+    st.shards[0].2.push(KinesisRecord {
+        sequence: "5".into(),
+        partition_key: "p0".into(),
+        data: kpl::encode(&subs),
+    });
+    st.shards[0].2.push(KinesisRecord {
+        sequence: "6".into(),
+        partition_key: "z".into(),
+        data: b"{\"plain\":1}".to_vec(),
+    });
+}
+
 #[tokio::test]
 async fn restore_resumes_inside_an_aggregated_record() {
     let fake = Arc::new(Fake::default());
     fake.shard("a", &[], 0, false);
-    {
-        let mut st = fake.0.lock().unwrap();
-        let subs: Vec<kpl::SubRecord> = (0..4)
-            .map(|i| kpl::SubRecord {
-                partition_key: format!("p{i}"),
-                data: format!("{{\"sub\":{i}}}").into_bytes(),
-            })
-            .collect();
-        st.shards[0].2.push(KinesisRecord {
-            sequence: "5".into(),
-            partition_key: "p0".into(),
-            data: kpl::encode(&subs),
-        });
-        st.shards[0].2.push(KinesisRecord {
-            sequence: "6".into(),
-            partition_key: "z".into(),
-            data: b"{\"plain\":1}".to_vec(),
-        });
-    }
+    push_aggregate_and_plain(&fake);
     let mut src = KinesisSource::with_api(cfg(), fake.clone());
     let mut items = Vec::new();
     while items.len() < 2 {
@@ -690,25 +694,7 @@ async fn efo_waits_for_the_consumer_and_idle_events_keep_the_watchdog_quiet() {
 async fn efo_restore_resumes_inside_an_aggregated_record_and_positions_match_polling() {
     let fake = efo_fake(10, 1000);
     fake.shard("efo-kpl", &[], 0, false);
-    {
-        let mut st = fake.0.lock().unwrap();
-        let subs: Vec<kpl::SubRecord> = (0..4)
-            .map(|i| kpl::SubRecord {
-                partition_key: format!("p{i}"),
-                data: format!("{{\"sub\":{i}}}").into_bytes(),
-            })
-            .collect();
-        st.shards[0].2.push(KinesisRecord {
-            sequence: "5".into(),
-            partition_key: "p0".into(),
-            data: kpl::encode(&subs),
-        });
-        st.shards[0].2.push(KinesisRecord {
-            sequence: "6".into(),
-            partition_key: "z".into(),
-            data: b"{\"plain\":1}".to_vec(),
-        });
-    }
+    push_aggregate_and_plain(&fake);
     let mut src = efo_source(&fake);
     let mut items = Vec::new();
     while items.len() < 2 {

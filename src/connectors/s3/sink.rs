@@ -179,11 +179,7 @@ impl Sink for S3Sink {
             return Ok(());
         }
         let part = partition_of_ms((crate::metrics::now_secs() * 1000.0) as i64);
-        self.buf.clear();
-        for r in records {
-            r.write_json(&mut self.buf);
-            self.buf.push('\n');
-        }
+        crate::connectors::render_json_lines(records, &mut self.buf);
         if !self.open.contains_key(&part) {
             let name = format!(
                 "{}-{:010}-{}.jsonl",
@@ -201,10 +197,7 @@ impl Sink for S3Sink {
         let (w, path) = self.open.get_mut(&part).expect("opened above");
         w.write_all(self.buf.as_bytes())
             .map_err(|e| Error::io("writing", &*path, e))?;
-        crate::metrics::get()
-            .sink_records
-            .with_label_values(&[&self.component])
-            .inc_by(records.len() as u64);
+        crate::connectors::count_written(&self.component, records.len());
         Ok(())
     }
 

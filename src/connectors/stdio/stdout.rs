@@ -38,11 +38,7 @@ pub struct StdoutSink {
 #[async_trait]
 impl Sink for StdoutSink {
     async fn write(&mut self, records: &[Record]) -> Result<()> {
-        self.buf.clear();
-        for r in records {
-            r.write_json(&mut self.buf);
-            self.buf.push('\n');
-        }
+        crate::connectors::render_json_lines(records, &mut self.buf);
         // One locked write per batch keeps lines from different partitions whole.
         let mut out = std::io::stdout().lock();
         match out.write_all(self.buf.as_bytes()) {
@@ -51,10 +47,7 @@ impl Sink for StdoutSink {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
             Err(e) => return Err(Error::io("writing", "stdout", e)),
         }
-        crate::metrics::get()
-            .sink_records
-            .with_label_values(&[&self.component])
-            .inc_by(records.len() as u64);
+        crate::connectors::count_written(&self.component, records.len());
         Ok(())
     }
 
