@@ -228,10 +228,7 @@ impl Case {
                 let key = match self.p.tier {
                     // Distinct keys forever: every lookup misses every cache.
                     Tier::Origin => format!("o{i}"),
-                    _ => format!(
-                        "s{}",
-                        osprey::sources::generator::splitmix64(i) % REDIS_KEYS
-                    ),
+                    _ => format!("s{}", osprey::core::hash::splitmix64(i) % REDIS_KEYS),
                 };
                 Record::new(key, vec![i as f64])
             })

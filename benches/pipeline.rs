@@ -24,9 +24,9 @@ fn input() -> PathBuf {
     let tmp = path.with_extension("tmp");
     let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).unwrap());
     for i in 0..RECORDS {
-        let r = osprey::sources::generator::splitmix64(i);
+        let r = osprey::core::hash::splitmix64(i);
         let key = r % KEYS;
-        let temp = 20.0 + (osprey::sources::generator::splitmix64(r) % 100_000) as f64 / 1000.0;
+        let temp = 20.0 + (osprey::core::hash::splitmix64(r) % 100_000) as f64 / 1000.0;
         let status = ["OK", "WARNING", "ERROR"][(r % 3) as usize];
         writeln!(
             f,

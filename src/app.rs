@@ -25,7 +25,9 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Checkpoints { command } => checkpoints(command),
         Command::Eval { command } => return eval(command),
         #[cfg(feature = "kinesis")]
-        Command::Produce(args) => crate::produce::run(args).await.map(|_| ()),
+        Command::Produce(args) => crate::connectors::kinesis::produce::run(args)
+            .await
+            .map(|_| ()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

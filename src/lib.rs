@@ -3,9 +3,13 @@
 //! # Layout
 //!
 //! - [`config`]: the TOML job file, validated with every error reported at once.
-//! - [`sources`] → [`topology`] → [`operators`] → [`sinks`]: the data path. The source task
-//!   parses ([`parse`]) and routes records by key group ([`partition`]); each partition task
-//!   runs the operator chain and writes to its own sink instance.
+//! - [`core`]: the bottom layer every other module shares (records, config errors, the codec,
+//!   hashing, civil time, backoff).
+//! - [`connectors`] (sources) → [`topology`] → [`operators`] → [`connectors`] (sinks): the data
+//!   path. Connectors are grouped by external system (`file`, `stdio`, `kinesis`, `s3`, …),
+//!   each with its config, client, source and sink. The source task parses ([`parse`]) and
+//!   routes records by key group ([`partition`]); each partition task runs the operator chain
+//!   and writes to its own sink instance.
 //! - [`state`]: keyed state (RocksDB or memory) and the checkpoint files; the coordinator in
 //!   [`topology`] runs the checkpoint protocol.
 //! - [`metrics`]: Prometheus names and the `/metrics` `/healthz` `/readyz` endpoint.
@@ -19,24 +23,21 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod connectors;
 pub mod core;
 pub mod eval;
 pub mod metrics;
 pub mod operators;
 pub mod parse;
-#[cfg(feature = "kinesis")]
-pub mod produce;
 pub mod shutdown;
-pub mod sinks;
-pub mod sources;
 pub mod state;
 pub mod topology;
 
 pub use crate::core::{Error, ErrorKind, Retry};
 // Old paths, kept while the components move to `core` (removed at the end of the move).
+pub use crate::core::error;
 pub use crate::core::partition;
 pub use crate::core::record as event;
-pub use crate::core::error;
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -10,9 +10,9 @@ use std::time::Duration;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use md5::{Digest, Md5};
-use osprey::sources::kinesis::client::sdk_client;
-use osprey::sources::kinesis::{KinesisSource, KinesisSourceConfig};
-use osprey::sources::{Poll, RawItem, Source};
+use osprey::connectors::kinesis::client::sdk_client;
+use osprey::connectors::kinesis::{KinesisSource, KinesisSourceConfig};
+use osprey::connectors::{Poll, RawItem, Source};
 
 use crate::util::*;
 

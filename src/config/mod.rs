@@ -39,9 +39,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::connectors::{DeadLetterConfig, SinkConfig, SourceConfig};
 use crate::operators::OperatorConfig;
-use crate::sinks::{DeadLetterConfig, SinkConfig};
-use crate::sources::SourceConfig;
 
 /// A validated job.
 #[derive(Debug, Clone, Deserialize)]

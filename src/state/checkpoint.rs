@@ -17,21 +17,24 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Manifest file name.
 pub const MANIFEST: &str = "MANIFEST.json";
 
-/// An action that publishes sink output once the checkpoint covering it is complete.
-/// Applying one twice is harmless, so recovery simply re-applies a manifest's commits.
+/// Sealed sink output, waiting for the checkpoint covering it to complete: what
+/// `Sink::precommit` returns and the manifest keeps, in this serialized form (`kind` tag), so
+/// manifests written by earlier versions restore. What a commit means, and how it is
+/// published, is the business of the sink that sealed it (`connectors::SinkSpec::commit`);
+/// publishing one twice is harmless, so recovery simply publishes a manifest's commits again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Commit {
-    /// Rename a finished in-progress file into the visible output.
+    /// A file sink's finished in-progress file, to be renamed into the visible output.
     Rename {
         /// In-progress file.
         from: PathBuf,
         /// Final name.
         to: PathBuf,
     },
-    /// Upload a staged local file to an object store, then delete the staged file.
+    /// An object-store sink's staged local file, to be uploaded, then deleted.
     Upload {
-        /// Sink component that knows the bucket and client.
+        /// The sink that sealed it (its bucket and prefix, `s3://bucket/prefix`).
         sink: String,
         /// Staged local file.
         from: PathBuf,
@@ -41,21 +44,13 @@ pub enum Commit {
 }
 
 impl Commit {
-    /// Applies a local commit. Returns `Ok(false)` for commits another component must apply.
-    pub fn apply_local(&self) -> Result<bool> {
+    /// A short description for errors.
+    pub fn describe(&self) -> String {
         match self {
             Commit::Rename { from, to } => {
-                if from.exists() {
-                    std::fs::rename(from, to).map_err(|e| Error::io("publishing", from, e))?;
-                } else if !to.exists() {
-                    return Err(Error::Internal(format!(
-                        "pending output {} vanished before it was published",
-                        from.display()
-                    )));
-                }
-                Ok(true)
+                format!("the rename of {} to {}", from.display(), to.display())
             }
-            Commit::Upload { .. } => Ok(false),
+            Commit::Upload { sink, key, .. } => format!("the upload of {key} for {sink}"),
         }
     }
 }
@@ -299,6 +294,43 @@ mod tests {
                 .to_string()
                 .contains("corrupt")
         );
+    }
+
+    #[test]
+    fn commits_keep_their_serialized_form() {
+        // What manifests written before the per-sink commit hold: they must still parse.
+        let old = r#"[{"kind":"rename","from":"out/.inprogress/p","to":"out/p"},{"kind":"upload","sink":"s3://b/r/","from":"st/x","key":"r/x"}]"#;
+        let commits: Vec<Commit> = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            commits,
+            [
+                Commit::Rename {
+                    from: "out/.inprogress/p".into(),
+                    to: "out/p".into(),
+                },
+                Commit::Upload {
+                    sink: "s3://b/r/".into(),
+                    from: "st/x".into(),
+                    key: "r/x".into(),
+                },
+            ]
+        );
+        assert_eq!(serde_json::to_string(&commits).unwrap(), old);
+    }
+
+    #[test]
+    fn checksum_is_lowercase_hex_md5() {
+        use md5::{Digest, Md5};
+        let m = manifest(1);
+        let mut copy = m.clone();
+        copy.checksum = String::new();
+        let body = serde_json::to_vec(&copy).unwrap();
+        let want: String = Md5::digest(&body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(m.compute_checksum(), want);
+        assert_eq!(want.len(), 32);
     }
 
     #[test]

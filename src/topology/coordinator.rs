@@ -8,7 +8,8 @@
 //!    output and acks with the commits that would publish it;
 //! 3. with all acks in, snapshot the backend into `chk-n.tmp`, write the manifest (fsync,
 //!    rename), rename the directory to `chk-n`: the checkpoint is complete;
-//! 4. publish the sink output (renames, then uploads for object-store sinks), prune old
+//! 4. publish the sink output: each commit goes back to the sink config that sealed it
+//!    ([`SinkConfig::publish`]; renames for file sinks, uploads for S3), then prune old
 //!    checkpoints.
 //!
 //! Only one checkpoint is in flight; partitions write state only on barriers, so nothing
@@ -23,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Ack, Fill};
 use crate::config::JobConfig;
-use crate::operators::Barrier;
+use crate::connectors::SinkConfig;
+use crate::core::Barrier;
 use crate::state::StateBackend;
 use crate::state::checkpoint::{self, Commit, Manifest};
 use crate::{Error, Result};
@@ -181,7 +183,6 @@ impl Coordinator<'_> {
             checksum: String::new(),
         };
         let started = f.started;
-        let remote = commits.clone();
         let (size, state_size) = tokio::task::spawn_blocking(move || -> Result<(u64, u64)> {
             if tmp.exists() {
                 std::fs::remove_dir_all(&tmp).map_err(|e| Error::io("clearing", &tmp, e))?;
@@ -192,16 +193,17 @@ impl Coordinator<'_> {
             manifest.write(&tmp)?;
             std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io("renaming", &tmp, e))?;
             checkpoint::sync_dir(&root)?;
-            // The checkpoint is complete: publish its output.
-            crate::sinks::file::publish(&commits)?;
-            checkpoint::prune(&root, keep)?;
             Ok((manifest.state_bytes, backend.size_bytes()))
         })
         .await
         .map_err(|e| Error::Internal(format!("checkpoint task panicked: {e}")))??;
-        // Uploads (object-store sinks) need the network: after the manifest, like renames.
+        // The checkpoint is complete: publish its output, then forget old checkpoints.
         let dead_letter = self.cfg.dead_letter.resolve(&self.cfg.data_dir());
-        crate::sinks::SinkConfig::publish_remote(&[&self.cfg.sink, &dead_letter], &remote).await?;
+        SinkConfig::publish(&[&self.cfg.sink, &dead_letter], &commits).await?;
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || checkpoint::prune(&root, keep))
+            .await
+            .map_err(|e| Error::Internal(format!("pruning task panicked: {e}")))??;
         let m = crate::metrics::get();
         m.checkpoints.inc();
         m.checkpoint_duration

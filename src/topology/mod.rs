@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::JobConfig;
-use crate::event::{Batch, Record};
+use crate::connectors::SinkConfig;
+use crate::core::{Batch, Record};
 use crate::metrics::Health;
 use crate::operators::{Barrier, BuildContext, Context, DeadLetter};
 use crate::parse::Parser;
@@ -212,9 +213,7 @@ pub async fn run(
     if let Some((path, manifest)) = &restore {
         tracing::info!(checkpoint = %path.display(), epoch = manifest.epoch, "Restoring checkpoint.");
         // The worker may have died between writing the manifest and publishing the output.
-        crate::sinks::file::publish(&manifest.commits)?;
-        crate::sinks::SinkConfig::publish_remote(&[&cfg.sink, &dead_letter], &manifest.commits)
-            .await?;
+        SinkConfig::publish(&[&cfg.sink, &dead_letter], &manifest.commits).await?;
     }
     let recover_epoch = if restore.is_some() {
         restored_epoch

@@ -7,9 +7,9 @@ use tokio::sync::mpsc;
 
 use super::{Ack, Fill, Message, dead_letter_record};
 use crate::Result;
+use crate::connectors::Sink;
 use crate::core::Batch;
 use crate::operators::{Barrier, Context, Operator, Tables};
-use crate::sinks::Sink;
 
 /// One operator of the chain with what the runtime keeps for it: its state tables (swapped
 /// into the [`Context`] for each call) and its record counters, labelled once.

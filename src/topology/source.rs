@@ -6,12 +6,11 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::{Ack, Fill, Message, dead_letter_record};
+use crate::connectors::{Poll, RawItem, Sink, Source};
 use crate::event::{Batch, Record};
 use crate::operators::{Barrier, DeadLetter};
 use crate::parse::Parser;
 use crate::partition::partition_of;
-use crate::sinks::Sink;
-use crate::sources::{Poll, RawItem, Source};
 use crate::{Error, Result};
 
 pub(super) struct SourceDriver {

@@ -114,11 +114,11 @@ fn load(cfg: &ClassifyConfig, name: &str) -> Result<Shared> {
 /// Reads an S3 object named by the model config.
 #[cfg(feature = "s3")]
 fn fetch(m: &ModelConfig, bucket: &str, key: &str) -> std::result::Result<Vec<u8>, String> {
-    let conn = crate::sources::s3::S3Connection {
+    let conn = crate::connectors::s3::client::S3Connection {
         endpoint_url: m.endpoint_url.clone(),
         region: m.region.clone(),
     };
-    crate::sources::s3::get_object_blocking(&conn, bucket, key)
+    crate::connectors::s3::client::get_object_blocking(&conn, bucket, key)
 }
 
 #[cfg(not(feature = "s3"))]

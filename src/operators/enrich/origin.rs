@@ -156,7 +156,7 @@ impl TableSource {
             OriginConfig::File(f) => Some(TableSource::File(f.clone())),
             #[cfg(feature = "s3")]
             OriginConfig::S3(cfg) => {
-                let client = crate::sources::s3::S3Connection {
+                let client = crate::connectors::s3::client::S3Connection {
                     endpoint_url: cfg.endpoint_url.clone(),
                     region: cfg.region.clone(),
                 }
@@ -207,50 +207,27 @@ async fn load_s3_table(
     cfg: &super::config::S3Origin,
     client: &aws_sdk_s3::Client,
 ) -> Result<(Table, usize)> {
-    use crate::sources::s3::sdk_error;
+    use crate::connectors::s3::client::{GetObjectError, get_object};
     let uri = &cfg.uri;
     let Some((bucket, key)) = cfg.bucket_and_key() else {
         return Err(table_error(format!(
             "origin.uri: `{uri}` is not an s3://bucket/key URI"
         )));
     };
-    let obj = client
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
+    let bytes = get_object(client, bucket, key, Some(cfg.max_bytes))
         .await
-        .map_err(|e| {
-            if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-                table_error(format!(
-                    "origin.uri: no object `{key}` in bucket `{bucket}` ({uri})"
-                ))
-            } else {
-                // The service's code and message say it best (NoSuchBucket, AccessDenied …);
-                // transport errors have neither, their source chain does.
-                use aws_sdk_s3::error::ProvideErrorMetadata;
-                let why = match e.code() {
-                    Some(code) => format!("{code}: {}", e.message().unwrap_or("")),
-                    None => sdk_error(&e),
-                };
-                table_error(format!("origin.uri: reading {uri}: {why}"))
-            }
+        .map_err(|e| match e {
+            GetObjectError::NoSuchKey { .. } => table_error(format!(
+                "origin.uri: no object `{key}` in bucket `{bucket}` ({uri})"
+            )),
+            GetObjectError::TooLarge { len, max } => table_error(format!(
+                "origin.uri: {uri} is {len} bytes, more than origin.max_bytes ({max})"
+            )),
+            // The service's code and message say it best (NoSuchBucket, AccessDenied …);
+            // transport errors have neither, their source chain does.
+            e => table_error(format!("origin.uri: reading {uri}: {}", e.detail())),
         })?;
-    if let Some(len) = obj.content_length()
-        && u64::try_from(len).unwrap_or(0) > cfg.max_bytes
-    {
-        return Err(table_error(format!(
-            "origin.uri: {uri} is {len} bytes, more than origin.max_bytes ({})",
-            cfg.max_bytes
-        )));
-    }
-    let bytes = obj
-        .body
-        .collect()
-        .await
-        .map_err(|e| table_error(format!("origin.uri: reading {uri}: {}", sdk_error(&e))))?
-        .into_bytes();
-    let text = String::from_utf8(bytes.to_vec())
+    let text = String::from_utf8(bytes)
         .map_err(|_| table_error(format!("origin.uri: {uri} is not UTF-8 text")))?;
     let format = cfg.format.unwrap_or_else(|| format_of(Path::new(key)));
     let (key_column, source) = (cfg.key_column.clone(), uri.clone());

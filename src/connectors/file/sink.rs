@@ -7,6 +7,10 @@
 //!
 //! Names sort by component, then epoch, then sequence, so concatenating the published files
 //! in name order gives each component's output in the order it was produced.
+//!
+//! Commits: a finished in-progress file is a [`Commit::Rename`] to its final name. A rename
+//! names both paths, so any file sink can publish one (a restarted job whose sink moved
+//! still publishes the output its last checkpoint sealed).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,9 +18,8 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::Sink;
-use crate::config::ConfigError;
-use crate::event::Record;
+use crate::connectors::{Sink, SinkSpec};
+use crate::core::{ConfigError, Record};
 use crate::state::checkpoint::{Commit, sync_dir};
 use crate::{Error, Result};
 
@@ -47,9 +50,13 @@ pub fn epoch_of_part(name: &str) -> Option<u64> {
     parts.next()?.parse().ok()
 }
 
-impl FileSinkConfig {
-    /// Semantic checks.
-    pub fn validate(&self, at: &str) -> Vec<ConfigError> {
+#[async_trait]
+impl SinkSpec for FileSinkConfig {
+    fn type_name(&self) -> &'static str {
+        "file"
+    }
+
+    fn validate(&self, at: &str) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         if self.path.as_os_str().is_empty() {
             errors.push(ConfigError::new(
@@ -71,8 +78,7 @@ impl FileSinkConfig {
         errors
     }
 
-    /// See [`super::SinkConfig::recover`].
-    pub fn recover(&self, epoch: Option<u64>) -> Result<()> {
+    fn recover(&self, epoch: Option<u64>) -> Result<()> {
         let inprogress = self.path.join(INPROGRESS);
         if inprogress.exists() {
             std::fs::remove_dir_all(&inprogress)
@@ -93,6 +99,33 @@ impl FileSinkConfig {
             }
         }
         Ok(())
+    }
+
+    fn build(&self, component: &str, first_epoch: u64) -> Result<Box<dyn Sink>> {
+        let mut s = FileSink::new(self.clone(), component)?;
+        s.set_epoch(first_epoch);
+        Ok(Box::new(s))
+    }
+
+    fn owns(&self, commit: &Commit) -> bool {
+        matches!(commit, Commit::Rename { .. })
+    }
+
+    async fn commit(&self, commits: &[&Commit]) -> Result<()> {
+        let renames: Vec<(PathBuf, PathBuf)> = commits
+            .iter()
+            .filter_map(|c| match c {
+                Commit::Rename { from, to } => Some((from.clone(), to.clone())),
+                Commit::Upload { .. } => None,
+            })
+            .collect();
+        tokio::task::spawn_blocking(move || publish(&renames))
+            .await
+            .map_err(|e| Error::Internal(format!("publishing task panicked: {e}")))?
+    }
+
+    fn dir(&self) -> Option<PathBuf> {
+        Some(self.path.clone())
     }
 }
 
@@ -166,11 +199,7 @@ impl Sink for FileSink {
         if records.is_empty() {
             return Ok(());
         }
-        self.buf.clear();
-        for r in records {
-            r.write_json(&mut self.buf);
-            self.buf.push('\n');
-        }
+        crate::connectors::render_json_lines(records, &mut self.buf);
         if self
             .current
             .as_ref()
@@ -185,10 +214,7 @@ impl Sink for FileSink {
         w.write_all(self.buf.as_bytes())
             .map_err(|e| Error::io("writing", &*path, e))?;
         *n += self.buf.len() as u64;
-        crate::metrics::get()
-            .sink_records
-            .with_label_values(&[&self.component])
-            .inc_by(records.len() as u64);
+        crate::connectors::count_written(&self.component, records.len());
         Ok(())
     }
 
@@ -209,13 +235,20 @@ impl Sink for FileSink {
     }
 }
 
-/// Publishes `commits` and fsyncs the directories they landed in.
-pub fn publish(commits: &[Commit]) -> Result<()> {
+/// Renames each finished file `from` to `to`, then fsyncs the directories they landed in.
+/// Idempotent: a file already renamed is left as it is.
+fn publish(renames: &[(PathBuf, PathBuf)]) -> Result<()> {
     let mut dirs: Vec<&Path> = Vec::new();
-    for c in commits {
-        if c.apply_local()?
-            && let Commit::Rename { to, .. } = c
-            && let Some(d) = to.parent()
+    for (from, to) in renames {
+        if from.exists() {
+            std::fs::rename(from, to).map_err(|e| Error::io("publishing", from, e))?;
+        } else if !to.exists() {
+            return Err(Error::Internal(format!(
+                "pending output {} vanished before it was published",
+                from.display()
+            )));
+        }
+        if let Some(d) = to.parent()
             && !dirs.contains(&d)
         {
             dirs.push(d);
@@ -262,8 +295,10 @@ mod tests {
         assert_eq!(visible(dir.path()), 0);
         let commits = sink.precommit(1).await.unwrap();
         assert_eq!(commits.len(), 2, "rolled after 10 bytes");
-        publish(&commits).unwrap();
-        publish(&commits).unwrap(); // idempotent
+        let owned: Vec<&Commit> = commits.iter().collect();
+        assert!(owned.iter().all(|c| cfg.owns(c)));
+        cfg.commit(&owned).await.unwrap();
+        cfg.commit(&owned).await.unwrap(); // idempotent
         assert_eq!(visible(dir.path()), 2);
         // A later epoch that never completes is cleared by recovery.
         sink.write(&recs).await.unwrap();

@@ -3,10 +3,22 @@
 //! subscriptions), resharding order, KPL resume. Live-server tests are in tests/kinesis_it.rs.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
 
-use super::client::{Consumer, KinesisRecord, PutEntry, ShardSubscription};
-use super::*;
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use super::client::{
+    ApiError, Consumer, IteratorStart, KinesisApi, KinesisRecord, PutEntry, RecordsPage,
+    ShardEvent, ShardInfo, ShardSubscription,
+};
+use super::config::{ConsumerConfig, KinesisSourceConfig};
+use super::shards::{Pos, after};
+use super::source::{KinesisSource, Mode};
+use super::{COMPONENT, RESUBSCRIPTIONS, THROTTLES, kpl};
+use crate::connectors::{Poll, RawItem, Source, SourceSpec};
+use crate::core::Backoff;
 
 /// What the fake does with the next SubscribeToShard call (default: a normal subscription
 /// that the service ends after `events_per_subscription` events).
@@ -402,29 +414,33 @@ async fn expired_iterator_resumes_after_last_returned() {
     );
 }
 
+/// Appends to the first shard an aggregate of four records at sequence 5 (partition keys
+/// p0…p3), then a plain record at 6.
+fn push_aggregate_and_plain(fake: &Fake) {
+    let mut st = fake.0.lock().unwrap();
+    let subs: Vec<kpl::SubRecord> = (0..4)
+        .map(|i| kpl::SubRecord {
+            partition_key: format!("p{i}"),
+            data: format!("{{\"sub\":{i}}}").into_bytes(),
+        })
+        .collect();
+    st.shards[0].2.push(KinesisRecord {
+        sequence: "5".into(),
+        partition_key: "p0".into(),
+        data: kpl::encode(&subs),
+    });
+    st.shards[0].2.push(KinesisRecord {
+        sequence: "6".into(),
+        partition_key: "z".into(),
+        data: b"{\"plain\":1}".to_vec(),
+    });
+}
+
 #[tokio::test]
 async fn restore_resumes_inside_an_aggregated_record() {
     let fake = Arc::new(Fake::default());
     fake.shard("a", &[], 0, false);
-    {
-        let mut st = fake.0.lock().unwrap();
-        let subs: Vec<kpl::SubRecord> = (0..4)
-            .map(|i| kpl::SubRecord {
-                partition_key: format!("p{i}"),
-                data: format!("{{\"sub\":{i}}}").into_bytes(),
-            })
-            .collect();
-        st.shards[0].2.push(KinesisRecord {
-            sequence: "5".into(),
-            partition_key: "p0".into(),
-            data: kpl::encode(&subs),
-        });
-        st.shards[0].2.push(KinesisRecord {
-            sequence: "6".into(),
-            partition_key: "z".into(),
-            data: b"{\"plain\":1}".to_vec(),
-        });
-    }
+    push_aggregate_and_plain(&fake);
     let mut src = KinesisSource::with_api(cfg(), fake.clone());
     let mut items = Vec::new();
     while items.len() < 2 {
@@ -486,9 +502,12 @@ async fn empty_shards_back_off_up_to_the_limit() {
             other => panic!("{other:?}"),
         }
     }
-    let s = src.shards.get("a").unwrap();
+    let Mode::Polling(p) = &src.mode else {
+        panic!("a polling source")
+    };
+    let s = &p.readers["a"];
     assert!(s.empty_backoff <= StdDuration::from_millis(5));
-    assert!(s.empty_backoff >= src.min_interval);
+    assert!(s.empty_backoff >= p.min_interval);
 }
 
 #[test]
@@ -531,7 +550,11 @@ consumer = { type = "efo", name = "osprey-test", stall_timeout = "1s" }"#,
 
 fn efo_source(fake: &Arc<Fake>) -> KinesisSource {
     let mut src = KinesisSource::with_api(efo_cfg(), Arc::new(FakeApi(Arc::clone(fake))));
-    src.efo.as_mut().unwrap().backoff = (StdDuration::from_millis(5), StdDuration::from_millis(40));
+    let Mode::Efo(efo) = &mut src.mode else {
+        panic!("an enhanced fan-out source")
+    };
+    efo.backoff =
+        Backoff::new(StdDuration::from_millis(5), StdDuration::from_millis(40)).without_jitter();
     src
 }
 
@@ -671,25 +694,7 @@ async fn efo_waits_for_the_consumer_and_idle_events_keep_the_watchdog_quiet() {
 async fn efo_restore_resumes_inside_an_aggregated_record_and_positions_match_polling() {
     let fake = efo_fake(10, 1000);
     fake.shard("efo-kpl", &[], 0, false);
-    {
-        let mut st = fake.0.lock().unwrap();
-        let subs: Vec<kpl::SubRecord> = (0..4)
-            .map(|i| kpl::SubRecord {
-                partition_key: format!("p{i}"),
-                data: format!("{{\"sub\":{i}}}").into_bytes(),
-            })
-            .collect();
-        st.shards[0].2.push(KinesisRecord {
-            sequence: "5".into(),
-            partition_key: "p0".into(),
-            data: kpl::encode(&subs),
-        });
-        st.shards[0].2.push(KinesisRecord {
-            sequence: "6".into(),
-            partition_key: "z".into(),
-            data: b"{\"plain\":1}".to_vec(),
-        });
-    }
+    push_aggregate_and_plain(&fake);
     let mut src = efo_source(&fake);
     let mut items = Vec::new();
     while items.len() < 2 {

@@ -12,9 +12,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::lines::LineSplitter;
-use super::{Poll, RawItem, Source};
-use crate::config::ConfigError;
-use crate::event::Origin;
+use crate::connectors::{Poll, RawItem, Source, SourceSpec};
+use crate::core::{ConfigError, Origin};
 use crate::parse::Format;
 use crate::{Error, Result};
 
@@ -30,13 +29,16 @@ pub struct FileSourceConfig {
     #[serde(default)]
     pub format: Format,
     /// Longest accepted line in bytes; longer lines are dead-lettered. Default 1 MiB.
-    #[serde(default = "super::default_max_record_bytes")]
+    #[serde(default = "crate::connectors::default_max_record_bytes")]
     pub max_record_bytes: usize,
 }
 
-impl FileSourceConfig {
-    /// Semantic checks.
-    pub fn validate(&self) -> Vec<ConfigError> {
+impl SourceSpec for FileSourceConfig {
+    fn type_name(&self) -> &'static str {
+        "file"
+    }
+
+    fn validate(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         if self.path.is_empty() {
             errors.push(ConfigError::new(
@@ -53,6 +55,18 @@ impl FileSourceConfig {
             ));
         }
         errors
+    }
+
+    fn format(&self) -> Format {
+        self.format
+    }
+
+    fn max_record_bytes(&self) -> usize {
+        self.max_record_bytes
+    }
+
+    fn build(&self) -> Result<Box<dyn Source>> {
+        Ok(Box::new(FileSource::new(self.clone())?))
     }
 }
 

@@ -1,12 +1,13 @@
-//! `type = "s3"`: JSON lines under `prefix/dt=YYYY-MM-DD/hour=HH/part-<component>-<epoch>.jsonl`,
+//! `type = "s3"` sink: JSON lines under `prefix/dt=YYYY-MM-DD/hour=HH/part-<component>-<epoch>.jsonl`,
 //! uploaded only when the checkpoint covering them completes (exactly-once).
 //!
 //! Records are staged in local files, one per (epoch, UTC hour of writing); on a barrier
-//! [`Sink::precommit`] fsyncs them and returns [`Commit::Upload`]s. The coordinator applies
-//! them with [`apply_uploads`] after the checkpoint's manifest is on disk (PUT, then delete
-//! the staged file), and again after a restart, so an upload interrupted by a crash is
-//! repeated: a PUT of the same key with the same bytes is harmless. Staged files of epochs
-//! that never completed are deleted by [`S3SinkConfig::recover`]: their records are replayed.
+//! [`Sink::precommit`] fsyncs them and returns [`Commit::Upload`]s. After the checkpoint's
+//! manifest is on disk the coordinator hands them back to the sink config's
+//! [`SinkSpec::commit`] (PUT, then delete the staged file), and again after a restart, so an
+//! upload interrupted by a crash is repeated: a PUT of the same key with the same bytes is
+//! harmless. Staged files of epochs that never completed are deleted by
+//! [`SinkSpec::recover`]: their records are replayed.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -15,10 +16,9 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::Sink;
-use crate::config::ConfigError;
-use crate::event::Record;
-use crate::sources::s3::{S3Connection, sdk_error};
+use super::client::{S3Connection, sdk_error};
+use crate::connectors::{Sink, SinkSpec};
+use crate::core::{ConfigError, Record};
 use crate::state::checkpoint::{Commit, sync_dir};
 use crate::{Error, Result};
 
@@ -41,18 +41,6 @@ pub struct S3SinkConfig {
 }
 
 impl S3SinkConfig {
-    /// Semantic checks.
-    pub fn validate(&self, at: &str) -> Vec<ConfigError> {
-        let mut errors = Vec::new();
-        if self.bucket.is_empty() {
-            errors.push(ConfigError::new(
-                format!("{at}.bucket"),
-                "must name a bucket",
-            ));
-        }
-        errors
-    }
-
     /// The staging folder.
     pub fn staging(&self) -> PathBuf {
         self.staging_dir.clone().unwrap_or_else(|| {
@@ -67,17 +55,8 @@ impl S3SinkConfig {
         format!("s3://{}/{}", self.bucket, self.prefix)
     }
 
-    /// Deletes staged files left by epochs that never completed. Runs after the restored
-    /// checkpoint's uploads were re-applied, so what is left was never committed.
-    pub fn recover(&self) -> Result<()> {
-        let dir = self.staging();
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| Error::io("clearing", &dir, e))?;
-        }
-        Ok(())
-    }
-
-    fn connection(&self) -> S3Connection {
+    /// Where the bucket is.
+    pub fn connection(&self) -> S3Connection {
         S3Connection {
             endpoint_url: self.endpoint_url.clone(),
             region: self.region.clone(),
@@ -85,48 +64,79 @@ impl S3SinkConfig {
     }
 }
 
-/// Uploads the [`Commit::Upload`]s among `commits` that belong to one of `sinks`, then
-/// deletes their staged files. A commit whose staged file is gone was uploaded already.
-pub async fn apply_uploads(sinks: &[&S3SinkConfig], commits: &[Commit]) -> Result<()> {
-    let mut clients: BTreeMap<String, aws_sdk_s3::Client> = BTreeMap::new();
-    for c in commits {
-        let Commit::Upload { sink, from, key } = c else {
-            continue;
-        };
-        let Some(cfg) = sinks.iter().find(|s| s.commit_name() == *sink) else {
-            return Err(Error::Internal(format!(
-                "upload for {sink}, which is not a sink of this job"
-            )));
-        };
-        let body = match tokio::fs::read(from).await {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io("reading", from, e)),
-        };
-        if !clients.contains_key(sink) {
-            clients.insert(sink.clone(), cfg.connection().client().await);
-        }
-        let client = &clients[sink];
-        client
-            .put_object()
-            .bucket(&cfg.bucket)
-            .key(key)
-            .content_type("application/x-ndjson")
-            .body(body.into())
-            .send()
-            .await
-            .map_err(|e| Error::Sink {
-                component: "s3".into(),
-                message: format!("uploading {key} to {}: {}", cfg.bucket, sdk_error(&e)),
-                retry: crate::Retry::WithBackoff,
-            })?;
-        match tokio::fs::remove_file(from).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("removing", from, e)),
-        }
+#[async_trait]
+impl SinkSpec for S3SinkConfig {
+    fn type_name(&self) -> &'static str {
+        "s3"
     }
-    Ok(())
+
+    fn validate(&self, at: &str) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if self.bucket.is_empty() {
+            errors.push(ConfigError::new(
+                format!("{at}.bucket"),
+                "must name a bucket",
+            ));
+        }
+        errors
+    }
+
+    /// Deletes staged files left by epochs that never completed. Runs after the restored
+    /// checkpoint's uploads were applied again, so what is left was never committed.
+    fn recover(&self, _epoch: Option<u64>) -> Result<()> {
+        let dir = self.staging();
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io("clearing", &dir, e))?;
+        }
+        Ok(())
+    }
+
+    fn build(&self, component: &str, first_epoch: u64) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(S3Sink::new(self.clone(), component, first_epoch)?))
+    }
+
+    fn owns(&self, commit: &Commit) -> bool {
+        matches!(commit, Commit::Upload { sink, .. } if *sink == self.commit_name())
+    }
+
+    /// Uploads each staged file, then deletes it. A commit whose staged file is gone was
+    /// uploaded already.
+    async fn commit(&self, commits: &[&Commit]) -> Result<()> {
+        let mut client: Option<aws_sdk_s3::Client> = None;
+        for c in commits {
+            let Commit::Upload { from, key, .. } = c else {
+                continue;
+            };
+            let body = match tokio::fs::read(from).await {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("reading", from, e)),
+            };
+            if client.is_none() {
+                client = Some(self.connection().client().await);
+            }
+            let client = client.as_ref().expect("created above");
+            client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .content_type("application/x-ndjson")
+                .body(body.into())
+                .send()
+                .await
+                .map_err(|e| Error::Sink {
+                    component: "s3".into(),
+                    message: format!("uploading {key} to {}: {}", self.bucket, sdk_error(&e)),
+                    retry: crate::Retry::WithBackoff,
+                })?;
+            match tokio::fs::remove_file(from).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("removing", from, e)),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// See the module docs.
@@ -158,25 +168,8 @@ impl S3Sink {
 
 /// `dt=YYYY-MM-DD/hour=HH` of a Unix time in milliseconds (UTC).
 pub fn partition_of_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let hour = secs.rem_euclid(86_400) / 3600;
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d, hour) = crate::core::time::utc_date_hour(ms);
     format!("dt={y:04}-{m:02}-{d:02}/hour={hour:02}")
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[async_trait]
@@ -186,11 +179,7 @@ impl Sink for S3Sink {
             return Ok(());
         }
         let part = partition_of_ms((crate::metrics::now_secs() * 1000.0) as i64);
-        self.buf.clear();
-        for r in records {
-            r.write_json(&mut self.buf);
-            self.buf.push('\n');
-        }
+        crate::connectors::render_json_lines(records, &mut self.buf);
         if !self.open.contains_key(&part) {
             let name = format!(
                 "{}-{:010}-{}.jsonl",
@@ -208,10 +197,7 @@ impl Sink for S3Sink {
         let (w, path) = self.open.get_mut(&part).expect("opened above");
         w.write_all(self.buf.as_bytes())
             .map_err(|e| Error::io("writing", &*path, e))?;
-        crate::metrics::get()
-            .sink_records
-            .with_label_values(&[&self.component])
-            .inc_by(records.len() as u64);
+        crate::connectors::count_written(&self.component, records.len());
         Ok(())
     }
 
@@ -250,5 +236,24 @@ mod tests {
         assert_eq!(partition_of_ms(1_709_251_199_999), "dt=2024-02-29/hour=23");
         // 2000-03-01T05:00:00Z
         assert_eq!(partition_of_ms(951_886_800_000), "dt=2000-03-01/hour=05");
+        // 1969-12-31T23:00:00Z: before the epoch.
+        assert_eq!(partition_of_ms(-3_600_000), "dt=1969-12-31/hour=23");
+    }
+
+    #[test]
+    fn owns_only_its_own_uploads() {
+        let cfg: S3SinkConfig = toml::from_str("bucket = \"b\"\nprefix = \"out/\"").unwrap();
+        let upload = |sink: &str| Commit::Upload {
+            sink: sink.into(),
+            from: "x".into(),
+            key: "k".into(),
+        };
+        assert!(cfg.owns(&upload("s3://b/out/")));
+        assert!(!cfg.owns(&upload("s3://other/out/")));
+        let rename = Commit::Rename {
+            from: "a".into(),
+            to: "b".into(),
+        };
+        assert!(!cfg.owns(&rename));
     }
 }

@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 
-use super::lines::LineSplitter;
-use super::{Poll, Source};
-use crate::config::ConfigError;
+use crate::connectors::file::lines::LineSplitter;
+use crate::connectors::{Poll, Source, SourceSpec};
+use crate::core::ConfigError;
 use crate::parse::Format;
 use crate::{Error, Result};
 
@@ -24,13 +24,16 @@ pub struct StdinSourceConfig {
     #[serde(default)]
     pub format: Format,
     /// Longest accepted line in bytes. Default 1 MiB.
-    #[serde(default = "super::default_max_record_bytes")]
+    #[serde(default = "crate::connectors::default_max_record_bytes")]
     pub max_record_bytes: usize,
 }
 
-impl StdinSourceConfig {
-    /// Semantic checks.
-    pub fn validate(&self) -> Vec<ConfigError> {
+impl SourceSpec for StdinSourceConfig {
+    fn type_name(&self) -> &'static str {
+        "stdin"
+    }
+
+    fn validate(&self) -> Vec<ConfigError> {
         if self.max_record_bytes == 0 {
             vec![ConfigError::new(
                 "source.max_record_bytes",
@@ -39,6 +42,18 @@ impl StdinSourceConfig {
         } else {
             vec![]
         }
+    }
+
+    fn format(&self) -> Format {
+        self.format
+    }
+
+    fn max_record_bytes(&self) -> usize {
+        self.max_record_bytes
+    }
+
+    fn build(&self) -> Result<Box<dyn Source>> {
+        Ok(Box::new(StdinSource::new(self.clone())))
     }
 }
 

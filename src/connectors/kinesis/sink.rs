@@ -18,14 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Deserialize;
 
-use super::Sink;
-use crate::config::ConfigError;
-use crate::event::{Record, write_json_str};
-use crate::operators::DeadLetter;
-use crate::sources::kinesis::client::{KinesisApi, PutEntry, SdkKinesis};
-use crate::sources::kinesis::kpl::{self, SubRecord};
+use super::client::{KinesisApi, PutEntry, SdkKinesis};
+use super::config::KinesisSinkConfig;
+use super::kpl::{self, SubRecord};
+use crate::connectors::Sink;
+use crate::core::record::write_json_str;
+use crate::core::{Backoff, DeadLetter, Record};
 use crate::state::checkpoint::Commit;
 use crate::{Error, Result, Retry};
 
@@ -40,60 +39,9 @@ pub const MAX_BATCH_BYTES: usize = 5 << 20;
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
 /// Largest KPL aggregate built by the sink.
 pub const MAX_AGGREGATE_BYTES: usize = 50 << 10;
-
-/// `type = "kinesis"` sink.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KinesisSinkConfig {
-    /// Stream name or ARN.
-    pub stream: String,
-    /// Endpoint override (a local server); else `AWS_ENDPOINT_URL_KINESIS` / `AWS_ENDPOINT_URL`.
-    pub endpoint_url: Option<String>,
-    /// Field whose value is the partition key. Default: the record key.
-    pub partition_key_field: Option<String>,
-    /// Pack records into KPL aggregated records. Default false.
-    #[serde(default)]
-    pub aggregate: bool,
-    /// Records buffered per partition before a send. Default 500.
-    #[serde(default = "default_buffer")]
-    pub max_buffer_records: usize,
-    /// PutRecords attempts for a failing entry before the job fails. Default 10.
-    #[serde(default = "default_attempts")]
-    pub max_attempts: u32,
-}
-
-fn default_buffer() -> usize {
-    MAX_BATCH_RECORDS
-}
-fn default_attempts() -> u32 {
-    10
-}
-
-impl KinesisSinkConfig {
-    /// Semantic checks.
-    pub fn validate(&self, at: &str) -> Vec<ConfigError> {
-        let mut errors = Vec::new();
-        if self.stream.is_empty() {
-            errors.push(ConfigError::new(
-                format!("{at}.stream"),
-                "must name a stream",
-            ));
-        }
-        if self.max_buffer_records == 0 {
-            errors.push(ConfigError::new(
-                format!("{at}.max_buffer_records"),
-                "must be at least 1",
-            ));
-        }
-        if self.max_attempts == 0 {
-            errors.push(ConfigError::new(
-                format!("{at}.max_attempts"),
-                "must be at least 1",
-            ));
-        }
-        errors
-    }
-}
+/// Between PutRecords attempts for failed entries: 100 ms, 200 ms … up to 5 s.
+const PUT_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(5)).without_jitter();
 
 /// What [`Producer::push`] did with a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,7 +197,7 @@ impl Producer {
         let api = self.api().await;
         let mut todo = std::mem::take(&mut self.entries);
         self.bytes = 0;
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = PUT_BACKOFF.attempts(0);
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -288,8 +236,7 @@ impl Producer {
                 });
             }
             tracing::debug!(stream = %self.stream, attempt, error = %why, "PutRecords retry.");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 }
@@ -379,8 +326,7 @@ pub fn render_with_origin(r: &Record, out: &mut String) {
 #[async_trait]
 impl Sink for KinesisSink {
     async fn write(&mut self, records: &[Record]) -> Result<()> {
-        let m = crate::metrics::get();
-        let mut sent = 0u64;
+        let mut sent = 0usize;
         for r in records {
             self.line.clear();
             render_with_origin(r, &mut self.line);
@@ -411,9 +357,7 @@ impl Sink for KinesisSink {
         // Send what this batch left in the buffer: output latency is one batch, not one
         // checkpoint interval (a busy job still sends full 500-record calls).
         self.producer.flush().await?;
-        m.sink_records
-            .with_label_values(&[&self.component])
-            .inc_by(sent);
+        crate::connectors::count_written(&self.component, sent);
         Ok(())
     }
 
@@ -434,7 +378,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::sources::kinesis::client::{ApiError, IteratorStart, RecordsPage, ShardInfo};
+    use crate::connectors::kinesis::client::{ApiError, IteratorStart, RecordsPage, ShardInfo};
 
     /// Records every PutRecords call; fails every other entry of the first `fail_rounds` calls.
     #[derive(Default)]

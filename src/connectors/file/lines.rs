@@ -1,9 +1,10 @@
-//! Splitting a byte stream into lines without ever buffering more than the record limit.
+//! Splitting a byte stream into lines without ever buffering more than the record limit: the
+//! line reader of the file and stdin sources.
 
 use std::sync::Arc;
 
-use super::RawItem;
-use crate::event::Origin;
+use crate::connectors::RawItem;
+use crate::core::Origin;
 
 /// Bytes of an oversized line kept for the dead-letter record.
 const OVERSIZE_PREFIX: usize = 1024;

@@ -15,9 +15,9 @@ use std::time::{Duration as StdDuration, Instant};
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Poll, RawItem, Source};
-use crate::config::{ConfigError, Duration, RecordConfig};
-use crate::event::Origin;
+use crate::connectors::{Poll, RawItem, Source, SourceSpec};
+use crate::core::hash::{splitmix64, unit_f64};
+use crate::core::{ConfigError, Duration, Origin, RecordConfig};
 use crate::{Error, Result};
 
 /// Which workload.
@@ -63,9 +63,12 @@ fn default_step() -> Duration {
     Duration::from_millis(100)
 }
 
-impl GeneratorConfig {
-    /// Semantic checks.
-    pub fn validate(&self) -> Vec<ConfigError> {
+impl SourceSpec for GeneratorConfig {
+    fn type_name(&self) -> &'static str {
+        "generator"
+    }
+
+    fn validate(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         if let Some(r) = self.rate
             && !(r.is_finite() && r > 0.0)
@@ -89,8 +92,12 @@ impl GeneratorConfig {
         errors
     }
 
-    /// Fills `[record]` with the generator's schema where the job left it empty.
-    pub fn fill_record_defaults(&self, r: &mut RecordConfig) {
+    fn max_record_bytes(&self) -> usize {
+        crate::connectors::default_max_record_bytes()
+    }
+
+    /// The generator's schema.
+    fn fill_record_defaults(&self, r: &mut RecordConfig) {
         match self.generator {
             GeneratorKind::Sine => {
                 if r.key.is_none() {
@@ -113,6 +120,10 @@ impl GeneratorConfig {
             }
         }
     }
+
+    fn build(&self) -> Result<Box<dyn Source>> {
+        Ok(Box::new(Generator::new(self.clone())))
+    }
 }
 
 /// The sine value of the RCF sample at step `t`.
@@ -125,18 +136,12 @@ pub fn sine_value(t: u64) -> f64 {
     }
 }
 
-/// SplitMix64: a counter-based mix, so record `t` needs no generator state.
-pub fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = x;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
+/// A float in [0, 1) for `lane` of record `t`: splitmix64 is counter-based, so record `t`
+/// needs no generator state.
 fn unit(seed: u64, t: u64, lane: u64) -> f64 {
-    let r = splitmix64(seed ^ splitmix64(t.wrapping_mul(4).wrapping_add(lane)));
-    (r >> 11) as f64 / (1u64 << 53) as f64
+    unit_f64(splitmix64(
+        seed ^ splitmix64(t.wrapping_mul(4).wrapping_add(lane)),
+    ))
 }
 
 /// Writes record `t` of a generator as JSON.
@@ -146,7 +151,7 @@ pub fn render(cfg: &GeneratorConfig, start_ms: i64, t: u64, out: &mut String) {
             out.push_str("{\"series\":\"sine\",\"t\":");
             let _ = write!(out, "{t}");
             out.push_str(",\"value\":");
-            crate::event::write_f64(out, sine_value(t));
+            crate::core::record::write_f64(out, sine_value(t));
             out.push('}');
         }
         GeneratorKind::Sensors => {

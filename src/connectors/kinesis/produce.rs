@@ -3,10 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+use super::sink::{MAX_BATCH_RECORDS, Producer, Pushed};
 use crate::cli::{GeneratorArg, ProduceArgs};
-use crate::sinks::kinesis::{Producer, Pushed};
-use crate::sources::generator::{Generator, GeneratorConfig, GeneratorKind};
-use crate::sources::{Poll, Source};
+use crate::connectors::generator::{Generator, GeneratorConfig, GeneratorKind};
+use crate::connectors::{Poll, Source};
+use crate::core::{ConfigError, Duration as JobDuration};
 use crate::{Error, Result};
 
 /// The partition key of one JSON line: the value of `field` (strings as they are, numbers as
@@ -31,7 +32,7 @@ pub async fn run(args: ProduceArgs) -> Result<u64> {
         args.endpoint_url.as_deref(),
         "produce",
         args.aggregate,
-        crate::sinks::kinesis::MAX_BATCH_RECORDS,
+        MAX_BATCH_RECORDS,
         10,
     );
     let field = args.partition_key_field.clone().or_else(|| {
@@ -64,7 +65,7 @@ pub async fn run(args: ProduceArgs) -> Result<u64> {
                 rate: None,
                 sensors: 100,
                 start_time: None,
-                step: crate::config::Duration::from_millis(100),
+                step: JobDuration::from_millis(100),
             };
             Box::new(GeneratorLines {
                 generator: Generator::new(cfg),
@@ -73,7 +74,7 @@ pub async fn run(args: ProduceArgs) -> Result<u64> {
             })
         }
         _ => {
-            return Err(Error::Config(vec![crate::config::ConfigError::new(
+            return Err(Error::Config(vec![ConfigError::new(
                 "produce",
                 "give exactly one of --file and --generator",
             )]));
@@ -184,7 +185,7 @@ mod tests {
             rate: None,
             sensors: 100,
             start_time: None,
-            step: crate::config::Duration::from_millis(100),
+            step: JobDuration::from_millis(100),
         };
         let lines = GeneratorLines {
             generator: Generator::new(cfg),
