@@ -5,16 +5,24 @@
 //! else in a JSON object is skipped without allocation and kept verbatim in `raw`. Every
 //! failure is a [`ParseError`] with a stable reason code: the caller dead-letters the input
 //! and goes on.
+//!
+//! - [`json`](self::json): the object visitor that decodes only the configured fields;
+//! - [`csv`](self::csv): rows split by the `csv` crate, and the one rule for which cells are
+//!   numbers (shared with the enrichment tables);
+//! - event times are read by [`crate::core::time::parse_time`].
+
+pub mod csv;
+mod json;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
-use crate::event::{Origin, Record};
-use crate::partition;
+use crate::core::partition;
+use crate::core::time::{TimeError, TimeUnit};
+use crate::core::{Origin, Record};
 
 /// Input format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -42,8 +50,9 @@ pub enum ParseError {
     NonFinite(String),
     /// A field has the wrong type.
     WrongType(String, &'static str),
-    /// The time field is neither RFC 3339 text nor epoch milliseconds.
-    BadTime(String),
+    /// The time field is not an event time: its name, and why (including impossible dates
+    /// such as February 31).
+    BadTime(String, TimeError),
     /// Longer than the configured limit.
     TooLarge(usize),
     /// Not UTF-8 text.
@@ -57,6 +66,10 @@ pub enum ParseError {
     },
     /// A CSV row arrived before any header.
     CsvNoHeader,
+    /// A CSV line that ends inside a quoted field (a quoted line break: each line is one row).
+    CsvOpenQuote,
+    /// A CSV line holding more than one row (a bare carriage return outside quotes).
+    CsvTwoRows,
     /// A bare-number line that is not a number.
     NotANumber,
 }
@@ -70,10 +83,13 @@ impl ParseError {
             ParseError::MissingField(_) => "missing_field",
             ParseError::NonFinite(_) => "non_finite",
             ParseError::WrongType(..) => "wrong_type",
-            ParseError::BadTime(_) => "bad_time",
+            ParseError::BadTime(..) => "bad_time",
             ParseError::TooLarge(_) => "too_large",
             ParseError::InvalidUtf8 => "invalid_utf8",
-            ParseError::CsvColumns { .. } | ParseError::CsvNoHeader => "malformed_csv",
+            ParseError::CsvColumns { .. }
+            | ParseError::CsvNoHeader
+            | ParseError::CsvOpenQuote
+            | ParseError::CsvTwoRows => "malformed_csv",
             ParseError::NotANumber => "not_a_number",
         }
     }
@@ -87,18 +103,23 @@ impl fmt::Display for ParseError {
             ParseError::MissingField(n) => write!(f, "missing field `{n}`"),
             ParseError::NonFinite(n) => write!(f, "field `{n}` is NaN or infinite"),
             ParseError::WrongType(n, want) => write!(f, "field `{n}` is not {want}"),
-            ParseError::BadTime(n) => {
-                write!(
-                    f,
-                    "field `{n}` is neither RFC 3339 time nor epoch milliseconds"
-                )
-            }
+            ParseError::BadTime(n, why) => write!(f, "field `{n}` is not a time: {why}"),
             ParseError::TooLarge(n) => write!(f, "record of {n} bytes is over the size limit"),
             ParseError::InvalidUtf8 => write!(f, "input is not UTF-8 text"),
             ParseError::CsvColumns { expected, found } => {
                 write!(f, "CSV row has {found} columns, header has {expected}")
             }
             ParseError::CsvNoHeader => write!(f, "CSV row before any header"),
+            ParseError::CsvOpenQuote => write!(
+                f,
+                "CSV line ends inside a quoted field (rows cannot span lines here)"
+            ),
+            ParseError::CsvTwoRows => {
+                write!(
+                    f,
+                    "CSV line holds two rows (a carriage return outside quotes)"
+                )
+            }
             ParseError::NotANumber => write!(f, "line is not a number"),
         }
     }
@@ -117,6 +138,8 @@ pub struct ParserConfig {
     pub values: Vec<String>,
     /// Event-time field.
     pub time: Option<String>,
+    /// Unit of numeric event times.
+    pub time_unit: TimeUnit,
     /// Key groups of the job (see [`crate::partition`]).
     pub key_groups: u16,
     /// Largest accepted input in bytes.
@@ -129,6 +152,7 @@ pub struct ParserConfig {
 pub struct Parser {
     cfg: ParserConfig,
     header: Option<Vec<String>>,
+    rows: csv::RowReader,
     /// Keys repeat; hashing each one with MD5 per record would cost more than the parse.
     keys: HashMap<Box<str>, (Arc<str>, u16)>,
 }
@@ -141,6 +165,7 @@ impl Parser {
         Parser {
             cfg,
             header: None,
+            rows: csv::RowReader::new(),
             keys: HashMap::new(),
         }
     }
@@ -150,10 +175,15 @@ impl Parser {
         &self.cfg
     }
 
-    /// Sets the CSV header from a header line.
+    /// Sets the CSV header from a header line (a UTF-8 byte-order mark is dropped). On an
+    /// error the header is cleared, so the rows under it are dead-lettered rather than read
+    /// under the previous file's header.
     pub fn set_header(&mut self, line: &[u8]) -> Result<(), ParseError> {
+        self.header = None;
         let text = std::str::from_utf8(line).map_err(|_| ParseError::InvalidUtf8)?;
-        self.header = Some(split_csv(text.trim_end_matches(['\r', '\n'])));
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let row = self.rows.split(text.trim_end_matches(['\r', '\n']))?;
+        self.header = Some(row.iter().map(str::to_string).collect());
         Ok(())
     }
 
@@ -231,30 +261,6 @@ impl Parser {
         Ok(r)
     }
 
-    fn parse_json(&mut self, text: &str, default_key: &str) -> Result<Record, ParseError> {
-        let mut found = Found::new(self.cfg.values.len());
-        let seed = ObjectSeed {
-            cfg: &self.cfg,
-            found: &mut found,
-        };
-        let mut de = serde_json::Deserializer::from_str(text);
-        let res = seed.deserialize(&mut de).and_then(|()| de.end());
-        if let Err(e) = res {
-            if let Some(err) = found.error.take() {
-                return Err(err);
-            }
-            if found.not_object {
-                return Err(ParseError::NotAnObject);
-            }
-            // Python's json.dumps writes NaN and Infinity as bare tokens, which are not JSON.
-            if text.contains("NaN") || text.contains("Infinity") {
-                return Err(ParseError::NonFinite("(some field)".into()));
-            }
-            return Err(ParseError::MalformedJson(e.to_string()));
-        }
-        self.finish(found, default_key)
-    }
-
     fn finish(&mut self, found: Found<'_>, default_key: &str) -> Result<Record, ParseError> {
         let key_text;
         let key: &str = match (&self.cfg.key, found.key) {
@@ -285,85 +291,6 @@ impl Parser {
         r.time_ms = time_ms;
         Ok(r)
     }
-
-    fn parse_csv(&mut self, text: &str, default_key: &str) -> Result<Record, ParseError> {
-        let header = self.header.as_ref().ok_or(ParseError::CsvNoHeader)?;
-        let cols = split_csv(text);
-        if cols.len() != header.len() {
-            return Err(ParseError::CsvColumns {
-                expected: header.len(),
-                found: cols.len(),
-            });
-        }
-        let mut found = Found::new(self.cfg.values.len());
-        let mut raw = String::with_capacity(text.len() + 8 * cols.len());
-        raw.push('{');
-        for (i, (name, col)) in header.iter().zip(&cols).enumerate() {
-            if i > 0 {
-                raw.push(',');
-            }
-            crate::event::write_json_str(&mut raw, name);
-            raw.push(':');
-            let num = col.trim().parse::<f64>().ok().filter(|v| v.is_finite());
-            match num {
-                Some(_) if looks_numeric(col) => raw.push_str(col.trim()),
-                _ => crate::event::write_json_str(&mut raw, col),
-            }
-            if self.cfg.key.as_deref() == Some(name.as_str()) {
-                found.key = Some(std::borrow::Cow::Borrowed(col.as_str()));
-            }
-            if let Some(idx) = self.cfg.values.iter().position(|v| v == name) {
-                let v: f64 = col
-                    .trim()
-                    .parse()
-                    .map_err(|_| ParseError::WrongType(name.clone(), "a number"))?;
-                found.values[idx] = Some(v);
-            }
-            if self.cfg.time.as_deref() == Some(name.as_str()) {
-                found.time =
-                    Some(parse_time_text(col).ok_or_else(|| ParseError::BadTime(name.clone()))?);
-            }
-        }
-        raw.push('}');
-        let mut r = self.finish(found, default_key)?;
-        r.raw = Some(raw.into_boxed_str());
-        Ok(r)
-    }
-}
-
-fn looks_numeric(s: &str) -> bool {
-    let s = s.trim();
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
-        && !s.starts_with('+')
-        && !s.starts_with('.')
-        && !s.ends_with('.')
-        && !(s.len() > 1 && s.starts_with('0') && s.as_bytes()[1].is_ascii_digit())
-        && !(s.len() > 2 && s.starts_with("-0") && s.as_bytes()[2].is_ascii_digit())
-        && serde_json::from_str::<serde_json::Number>(s).is_ok()
-}
-
-/// Splits one CSV line: commas, double-quoted fields with `""` escapes.
-pub fn split_csv(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', true) => quoted = false,
-            ('"', false) if cur.is_empty() => quoted = true,
-            (',', false) => out.push(std::mem::take(&mut cur)),
-            (c, _) => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
 }
 
 struct Found<'de> {
@@ -385,317 +312,6 @@ impl Found<'_> {
             not_object: false,
         }
     }
-}
-
-struct ObjectSeed<'a, 'de> {
-    cfg: &'a ParserConfig,
-    found: &'a mut Found<'de>,
-}
-
-impl<'de> DeserializeSeed<'de> for ObjectSeed<'_, 'de> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-fn fail<E: serde::de::Error>(found: &mut Found<'_>, err: ParseError) -> E {
-    let msg = err.to_string();
-    found.error = Some(err);
-    E::custom(msg)
-}
-
-impl<'de> Visitor<'de> for ObjectSeed<'_, 'de> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let name = name.as_ref();
-            if self.cfg.key.as_deref() == Some(name) {
-                match map.next_value::<KeyScalar<'de>>()? {
-                    KeyScalar::Str(s) => self.found.key = Some(s),
-                    KeyScalar::Int(i) => self.found.key = Some(i.to_string().into()),
-                    KeyScalar::UInt(i) => self.found.key = Some(i.to_string().into()),
-                    KeyScalar::Null => {}
-                    _ => {
-                        return Err(fail(
-                            self.found,
-                            ParseError::WrongType(name.into(), "a string or an integer"),
-                        ));
-                    }
-                }
-            } else if let Some(i) = self.cfg.values.iter().position(|v| v == name) {
-                let v = match map.next_value::<Scalar>()? {
-                    Scalar::Float(v) => Some(v),
-                    Scalar::Int(v) => Some(v as f64),
-                    Scalar::UInt(v) => Some(v as f64),
-                    Scalar::Null => None,
-                    Scalar::Str(s) => match s.trim().parse::<f64>() {
-                        Ok(v) => Some(v),
-                        Err(_) => {
-                            return Err(fail(
-                                self.found,
-                                ParseError::WrongType(name.into(), "a number"),
-                            ));
-                        }
-                    },
-                    Scalar::Other => {
-                        return Err(fail(
-                            self.found,
-                            ParseError::WrongType(name.into(), "a number"),
-                        ));
-                    }
-                };
-                self.found.values[i] = v;
-            } else if self.cfg.time.as_deref() == Some(name) {
-                let t = match map.next_value::<Scalar>()? {
-                    Scalar::Str(s) => parse_time_text(&s),
-                    Scalar::Int(v) => Some(v),
-                    Scalar::UInt(v) => i64::try_from(v).ok(),
-                    Scalar::Float(v) if v.is_finite() => Some(v as i64),
-                    Scalar::Null => None,
-                    _ => return Err(fail(self.found, ParseError::BadTime(name.into()))),
-                };
-                match t {
-                    Some(t) => self.found.time = Some(t),
-                    None => return Err(fail(self.found, ParseError::BadTime(name.into()))),
-                }
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(())
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        self.found.not_object = true;
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Err(serde::de::Error::custom("not an object"))
-    }
-
-    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
-        self.found.not_object = true;
-        Err(E::custom("not an object"))
-    }
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
-        self.visit_str("")
-    }
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
-        self.visit_str("")
-    }
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
-        self.visit_str("")
-    }
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
-        self.visit_str("")
-    }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
-        self.visit_str("")
-    }
-}
-
-/// A key value: a string borrowed from the input when possible, or an integer.
-enum KeyScalar<'de> {
-    Str(std::borrow::Cow<'de, str>),
-    Int(i64),
-    UInt(u64),
-    Null,
-    Other,
-}
-
-impl<'de> Deserialize<'de> for KeyScalar<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = KeyScalar<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<KeyScalar<'de>, E> {
-                Ok(KeyScalar::Str(std::borrow::Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<KeyScalar<'de>, E> {
-                Ok(KeyScalar::Str(std::borrow::Cow::Owned(v.to_string())))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<KeyScalar<'de>, E> {
-                Ok(KeyScalar::Int(v))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<KeyScalar<'de>, E> {
-                Ok(KeyScalar::UInt(v))
-            }
-            fn visit_unit<E>(self) -> Result<KeyScalar<'de>, E> {
-                Ok(KeyScalar::Null)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<KeyScalar<'de>, E> {
-                Ok(KeyScalar::Other)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<KeyScalar<'de>, E> {
-                Ok(KeyScalar::Other)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<KeyScalar<'de>, A::Error> {
-                while a.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(KeyScalar::Other)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<KeyScalar<'de>, A::Error> {
-                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(KeyScalar::Other)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// A JSON scalar, or a marker for anything else.
-enum Scalar {
-    Str(String),
-    Int(i64),
-    UInt(u64),
-    Float(f64),
-    Null,
-    Other,
-}
-
-impl<'de> Deserialize<'de> for Scalar {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Scalar;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
-                Ok(Scalar::Str(v.to_string()))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
-                Ok(Scalar::Int(v))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
-                Ok(Scalar::UInt(v))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
-                Ok(Scalar::Float(v))
-            }
-            fn visit_unit<E>(self) -> Result<Scalar, E> {
-                Ok(Scalar::Null)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Scalar, E> {
-                Ok(Scalar::Other)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Scalar, A::Error> {
-                while a.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Scalar::Other)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Scalar, A::Error> {
-                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Scalar::Other)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// Parses RFC 3339 / ISO-8601 text (`2024-05-01T12:00:00.250Z`, `2024-05-01 12:00:00`,
-/// `…+02:00`) or a string of epoch milliseconds into epoch milliseconds. No zone means UTC.
-pub fn parse_time_text(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if let Ok(ms) = s.parse::<i64>() {
-        return Some(ms);
-    }
-    let b = s.as_bytes();
-    if b.len() < 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !(b[10] == b'T' || b[10] == b' ' || b[10] == b't')
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        if t.bytes().all(|c| c.is_ascii_digit()) {
-            t.parse().ok()
-        } else {
-            None
-        }
-    };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut rest = &s[19..];
-    let mut millis = 0i64;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let f = &frac[..digits];
-        let padded: String = f.chars().chain("000".chars()).take(3).collect();
-        millis = padded.parse().ok()?;
-        rest = &frac[digits..];
-    }
-    let offset_min = match rest {
-        "" | "Z" | "z" => 0,
-        r if (r.starts_with('+') || r.starts_with('-')) && r.len() == 6 && &r[3..4] == ":" => {
-            let sign = if r.starts_with('-') { -1 } else { 1 };
-            let hh: i64 = r[1..3].parse().ok()?;
-            let mm: i64 = r[4..6].parse().ok()?;
-            sign * (hh * 60 + mm)
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(y, mo, d);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60;
-    Some(secs * 1000 + millis)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Formats epoch milliseconds as RFC 3339 UTC with milliseconds.
-pub fn format_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-/// The civil date of a day count since 1970-01-01.
-pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]

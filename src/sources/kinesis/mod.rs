@@ -58,6 +58,7 @@ use self::client::{
 };
 use super::{Poll, RawItem, Source};
 use crate::config::{ConfigError, Duration};
+use crate::core::time::TimeUnit;
 use crate::event::Origin;
 use crate::{Error, Result, Retry};
 
@@ -191,7 +192,9 @@ impl KinesisSourceConfig {
                 "source.start_timestamp",
                 "is required with start = \"at_timestamp\"",
             )),
-            (StartPosition::AtTimestamp, Some(t)) if crate::parse::parse_time_text(t).is_none() => {
+            (StartPosition::AtTimestamp, Some(t))
+                if crate::core::time::parse_time(t, TimeUnit::Millis).is_err() =>
+            {
                 errors.push(ConfigError::new(
                     "source.start_timestamp",
                     format!("`{t}` is not RFC 3339 time"),
@@ -372,7 +375,7 @@ impl KinesisSource {
             StartPosition::AtTimestamp => cfg
                 .start_timestamp
                 .as_deref()
-                .and_then(crate::parse::parse_time_text),
+                .and_then(|t| crate::core::time::parse_time(t, TimeUnit::Millis).ok()),
         };
         let min_interval = StdDuration::from_secs_f64(1.0 / cfg.max_reads_per_second.max(0.001));
         let efo = match &cfg.consumer {
