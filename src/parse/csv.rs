@@ -2,10 +2,11 @@
 //! quotes, CRLF), and the one rule that decides which cells are numbers.
 //!
 //! The file and stdin sources hand the parser one line at a time, so a row must fit on one
-//! line: a quoted field holding a line break arrives as two lines, and each half is
-//! dead-lettered as `malformed_csv` (the first ends inside its quotes, the second has the
-//! wrong number of columns, or its own open quote). Whole-file CSV (the enrichment tables)
-//! has no such limit.
+//! line: a quoted field holding a line break arrives as two lines. The first is refused as
+//! `malformed_csv` because it ends inside its quotes, which a line of a well-formed file never
+//! does, instead of being read as a row with its last field cut; the second is refused too
+//! unless it happens to have the header's number of columns (the break was in the first
+//! field). Whole-file CSV (the enrichment tables) has no such limit.
 
 use std::io::{Cursor, SeekFrom};
 

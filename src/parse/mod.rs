@@ -6,8 +6,8 @@
 //! failure is a [`ParseError`] with a stable reason code: the caller dead-letters the input
 //! and goes on.
 //!
-//! - [`json`](self::json): the object visitor that decodes only the configured fields;
-//! - [`csv`](self::csv): rows split by the `csv` crate, and the one rule for which cells are
+//! - `json`: the object visitor that decodes only the configured fields;
+//! - [`csv`]: rows split by the `csv` crate, and the one rule for which cells are
 //!   numbers (shared with the enrichment tables);
 //! - event times are read by [`crate::core::time::parse_time`].
 
@@ -31,7 +31,8 @@ pub enum Format {
     /// One JSON object per line or per stream record.
     #[default]
     Json,
-    /// Comma-separated values; the first line of each file is the header.
+    /// Comma-separated values; the first line of each file is the header. Quoted fields
+    /// follow RFC 4180, one row per line (see [`csv`]).
     Csv,
     /// One bare number per line; the key is the stream's name (a file's stem).
     Lines,

@@ -27,26 +27,11 @@ fn agrees_with_a_naive_day_count_over_centuries() {
     let mut ms = millis_from_utc(1600, 3, 1, 0, 0, 0, 0).unwrap();
     let end = millis_from_utc(2400, 2, 28, 0, 0, 0, 0).unwrap();
     let (mut y, mut m, mut d) = (1600i16, 3i8, 1i8);
-    let leap = |y: i16| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     while ms <= end {
         let (yy, mm, dd, _) = utc_date_hour(ms);
         assert_eq!((yy, mm, dd), (y, m, d));
-        let days = [
-            31,
-            if leap(y) { 29 } else { 28 },
-            31,
-            30,
-            31,
-            30,
-            31,
-            31,
-            30,
-            31,
-            30,
-            31,
-        ];
         d += 1;
-        if d > days[(m - 1) as usize] {
+        if i64::from(d) > days_in_month(y.into(), m.into()) {
             d = 1;
             m += 1;
             if m > 12 {
@@ -122,21 +107,9 @@ fn old_parse(s: &str) -> Option<i64> {
 }
 
 fn days_in_month(y: i64, m: i64) -> i64 {
+    const DAYS: [i64; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ][(m - 1) as usize]
+    DAYS[(m - 1) as usize] + i64::from(m == 2 && leap)
 }
 
 /// A date-time in the old parser's shape, with every part drawn at random.
@@ -387,4 +360,17 @@ fn time_unit_config_spelling() {
         assert_eq!(c.u, unit);
     }
     assert!(toml::from_str::<C>("u = \"seconds\"").is_err());
+}
+
+#[test]
+fn record_time_unit_needs_a_time_field() {
+    use crate::core::RecordConfig;
+    let record = |text: &str| toml::from_str::<RecordConfig>(text).unwrap();
+    let r = record("time = \"ts\"\ntime_unit = \"s\"");
+    assert_eq!((r.time_unit(), r.validate()), (TimeUnit::Seconds, vec![]));
+    assert_eq!(record("time = \"ts\"").time_unit(), TimeUnit::Millis);
+    let errors = record("time_unit = \"us\"").validate();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].field, "record.time_unit");
+    assert!(toml::from_str::<RecordConfig>("time = \"ts\"\ntime_unit = \"sec\"").is_err());
 }
