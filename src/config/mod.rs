@@ -280,6 +280,7 @@ impl JobConfig {
                 ),
             ));
         }
+        errors.extend(self.record.validate());
         errors.extend(self.source.validate(&self.record));
         let values = self.source.parser_config(&self.record, 1).values;
         let mut outputs: std::collections::HashMap<String, usize> = Default::default();

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use crate::connectors::{Poll, RawItem, Source, SourceSpec};
 use crate::core::hash::{splitmix64, unit_f64};
 use crate::core::{ConfigError, Duration, Origin, RecordConfig};
+use crate::core::time;
 use crate::{Error, Result};
 
 /// Which workload.
@@ -82,7 +83,7 @@ impl SourceSpec for GeneratorConfig {
             errors.push(ConfigError::new("source.sensors", "must be at least 1"));
         }
         if let Some(t) = &self.start_time
-            && crate::parse::parse_time_text(t).is_none()
+            && time::parse_time(t, time::TimeUnit::Millis).is_err()
         {
             errors.push(ConfigError::new(
                 "source.start_time",
@@ -165,7 +166,7 @@ pub fn render(cfg: &GeneratorConfig, start_ms: i64, t: u64, out: &mut String) {
             };
             let step = i64::try_from(cfg.step.as_std().as_millis()).unwrap_or(i64::MAX);
             let time =
-                crate::parse::format_time(start_ms.saturating_add(step.saturating_mul(t as i64)));
+                time::format_rfc3339_millis(start_ms.saturating_add(step.saturating_mul(t as i64)));
             let _ = write!(
                 out,
                 "{{\"sensor_id\":{id},\"current_temperature\":{temp:?},\"status\":\"{status}\",\"event_time\":\"{time}\"}}"
@@ -190,7 +191,7 @@ impl Generator {
         let start_ms = cfg
             .start_time
             .as_deref()
-            .and_then(crate::parse::parse_time_text)
+            .and_then(|t| time::parse_time(t, time::TimeUnit::Millis).ok())
             .unwrap_or(1_704_067_200_000);
         let stream = Arc::from(match cfg.generator {
             GeneratorKind::Sine => "sine",

@@ -198,6 +198,7 @@ impl SourceConfig {
             format: self.format(),
             key: r.key,
             values,
+            time_unit: record.time_unit(),
             time: r.time,
             key_groups,
             max_record_bytes: self.max_record_bytes(),

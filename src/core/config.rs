@@ -8,6 +8,8 @@ use std::marker::PhantomData;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, EnumAccess, MapAccess, VariantAccess, Visitor};
 
+use super::time::TimeUnit;
+
 /// One configuration problem, naming the field it concerns. Deprecation warnings of the job
 /// loader have the same shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,13 +220,37 @@ pub struct RecordConfig {
     /// Numeric fields handed to operators, in this order.
     #[serde(default)]
     pub values: Vec<String>,
-    /// Event-time field: ISO-8601 / RFC 3339 text or epoch milliseconds.
+    /// Event-time field: RFC 3339 / ISO 8601 text (`2024-01-01T00:00:00Z`, an offset or none
+    /// for UTC, a space instead of `T`, a date alone) or an epoch number in `time_unit`.
+    /// Impossible dates (February 31) are dead-lettered as `bad_time`.
     pub time: Option<String>,
+    /// Unit of a numeric `time` (a JSON number, or digits as text and in CSV): `ms` (default),
+    /// `s`, `us` or `ns`. Needs `time`.
+    pub time_unit: Option<TimeUnit>,
     /// A value field that is absent, null or not finite: `dead_letter` the record (default), or
     /// `pass` it on as NaN for the operators' own missing-value policy (`discord`'s
     /// `nan_policy`; `stats` and `rcf` dead-letter such records themselves).
     #[serde(default)]
     pub missing: MissingPolicy,
+}
+
+impl RecordConfig {
+    /// The unit of numeric event times (default milliseconds).
+    pub fn time_unit(&self) -> TimeUnit {
+        self.time_unit.unwrap_or_default()
+    }
+
+    /// Checks what serde cannot: `time_unit` only means something with `time`.
+    pub fn validate(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if self.time_unit.is_some() && self.time.is_none() {
+            errors.push(ConfigError::new(
+                "record.time_unit",
+                "is set but record.time names no event-time field",
+            ));
+        }
+        errors
+    }
 }
 
 /// See [`RecordConfig::missing`].

@@ -1,17 +1,46 @@
 use super::*;
+use crate::core::time::{format_rfc3339_millis, parse_time};
 use proptest::prelude::*;
 
 fn json_parser() -> Parser {
+    json_parser_in(TimeUnit::Millis)
+}
+
+fn json_parser_in(time_unit: TimeUnit) -> Parser {
     Parser::new(ParserConfig {
         format: Format::Json,
         key: Some("id".into()),
         values: vec!["x".into()],
         time: Some("ts".into()),
+        time_unit,
         key_groups: 256,
         max_record_bytes: 1 << 20,
         pass_missing: false,
     })
 }
+
+/// A CSV parser under the header `header`, key `id`, value `x`, time `ts`.
+fn csv_parser(header: &str, time_unit: TimeUnit) -> Parser {
+    let mut p = Parser::new(ParserConfig {
+        format: Format::Csv,
+        key: Some("id".into()),
+        values: vec!["x".into()],
+        time: Some("ts".into()),
+        time_unit,
+        key_groups: 16,
+        max_record_bytes: 1 << 16,
+        pass_missing: false,
+    });
+    p.set_header(header.as_bytes()).unwrap();
+    p
+}
+
+const UNITS: [TimeUnit; 4] = [
+    TimeUnit::Seconds,
+    TimeUnit::Millis,
+    TimeUnit::Micros,
+    TimeUnit::Nanos,
+];
 
 fn parse(p: &mut Parser, s: &str) -> Result<Option<Record>, ParseError> {
     p.parse(s.as_bytes().to_vec(), "dflt", Origin::default())
@@ -80,6 +109,7 @@ fn csv_rows_become_objects() {
         key: Some("sensor".into()),
         values: vec!["temp".into()],
         time: Some("timestamp".into()),
+        time_unit: TimeUnit::Millis,
         key_groups: 16,
         max_record_bytes: 1024,
         pass_missing: false,
@@ -111,6 +141,7 @@ fn bare_numbers_use_the_stream_key() {
         key: None,
         values: vec![],
         time: None,
+        time_unit: TimeUnit::Millis,
         key_groups: 16,
         max_record_bytes: 64,
         pass_missing: false,
@@ -127,14 +158,150 @@ fn bare_numbers_use_the_stream_key() {
 
 #[test]
 fn times_round_trip() {
+    let ms_unit = TimeUnit::Millis;
     for ms in [0i64, 1_704_067_201_500, -86_400_000, 951_782_400_000] {
-        assert_eq!(parse_time_text(&format_time(ms)), Some(ms));
+        assert_eq!(parse_time(&format_rfc3339_millis(ms), ms_unit), Ok(ms));
     }
     assert_eq!(
-        parse_time_text("2024-01-01T02:00:00+02:00"),
-        Some(1_704_067_200_000)
+        parse_time("2024-01-01T02:00:00+02:00", ms_unit),
+        Ok(1_704_067_200_000)
     );
-    assert_eq!(parse_time_text("2024-13-01T00:00:00Z"), None);
+    assert!(parse_time("2024-13-01T00:00:00Z", ms_unit).is_err());
+}
+
+#[test]
+fn impossible_times_are_bad_time_with_a_message() {
+    let mut p = json_parser();
+    for (ts, why) in [
+        ("2024-02-31T00:00:00Z", "'day' for `2024-02` is invalid"),
+        ("2023-02-29T12:00:00Z", "'day' for `2023-02` is invalid"),
+        ("2024-01-01T24:00:00Z", "'hour'"),
+    ] {
+        let line = format!(r#"{{"id":"a","x":1,"ts":"{ts}"}}"#);
+        let err = parse(&mut p, &line).unwrap_err();
+        assert_eq!(err.reason(), "bad_time", "{ts}");
+        let msg = err.to_string();
+        assert!(msg.starts_with("field `ts` is not a time: "), "{msg}");
+        assert!(msg.contains(why), "{msg}");
+    }
+    let mut c = csv_parser("id,x,ts", TimeUnit::Millis);
+    let err = parse(&mut c, "a,1,2024-02-30 00:00:00").unwrap_err();
+    assert_eq!(err.reason(), "bad_time");
+    assert!(err.to_string().contains("'day' for `2024-02`"), "{err}");
+    for ts in ["null", "true", "[1]", "{}", "18446744073709551615", "1e300"] {
+        let line = format!(r#"{{"id":"a","x":1,"ts":{ts}}}"#);
+        assert_eq!(
+            parse(&mut p, &line).unwrap_err().reason(),
+            "bad_time",
+            "{ts}"
+        );
+    }
+}
+
+#[test]
+fn numeric_times_follow_the_unit() {
+    let day = 1_704_067_200_000;
+    // (JSON `ts`, CSV cell, unit, time_ms)
+    let cases = [
+        ("1704067200000", "1704067200000", TimeUnit::Millis, day),
+        ("1704067200000.9", "1704067200000.9", TimeUnit::Millis, day),
+        ("1704067200", "1704067200", TimeUnit::Seconds, day),
+        (
+            "1704067200.25",
+            "1704067200.25",
+            TimeUnit::Seconds,
+            day + 250,
+        ),
+        (
+            "1704067200250000",
+            "1704067200250000",
+            TimeUnit::Micros,
+            day + 250,
+        ),
+        (
+            "1704067200250000000",
+            "1704067200250000000",
+            TimeUnit::Nanos,
+            day + 250,
+        ),
+        (r#""1704067200""#, "\"1704067200\"", TimeUnit::Seconds, day),
+        (
+            r#""2024-01-01T00:00:00Z""#,
+            "2024-01-01T00:00:00Z",
+            TimeUnit::Seconds,
+            day,
+        ),
+    ];
+    for (json, cell, unit, want) in cases {
+        let mut p = json_parser_in(unit);
+        let line = format!(r#"{{"id":"a","x":1,"ts":{json}}}"#);
+        let r = parse(&mut p, &line).unwrap().unwrap();
+        assert_eq!(r.time_ms, Some(want), "{json} in {unit:?}");
+        let mut c = csv_parser("id,x,ts", unit);
+        let r = parse(&mut c, &format!("a,1,{cell}")).unwrap().unwrap();
+        assert_eq!(r.time_ms, Some(want), "{cell} in {unit:?}");
+    }
+    let mut p = json_parser_in(TimeUnit::Seconds);
+    let err = parse(&mut p, r#"{"id":"a","x":1,"ts":9223372036854775807}"#).unwrap_err();
+    assert_eq!(err.reason(), "bad_time");
+    assert!(err.to_string().contains("time_unit = \"s\""), "{err}");
+}
+
+#[test]
+fn csv_quoting_bom_and_crlf() {
+    let mut p = csv_parser("\u{feff}id,x,ts,note\r\n", TimeUnit::Millis);
+    let r = parse(&mut p, r#""a,b",1.5,7,"say ""hi"", then go""#)
+        .unwrap()
+        .unwrap();
+    assert_eq!(&*r.key, "a,b");
+    assert_eq!((r.values[0], r.time_ms), (1.5, Some(7)));
+    let v: serde_json::Value = serde_json::from_str(r.raw.as_deref().unwrap()).unwrap();
+    assert_eq!(v["note"], r#"say "hi", then go"#);
+    assert_eq!(
+        v["id"], "a,b",
+        "the BOM is not part of the first column's name"
+    );
+    let r = parse(&mut p, "k,2,8,x\r").unwrap().unwrap();
+    assert_eq!(r.values, vec![2.0]);
+    // A quoted line break cannot arrive whole from a line source: both halves are refused.
+    let first = parse(&mut p, r#"k,2,8,"two"#).unwrap_err();
+    assert_eq!(first, ParseError::CsvOpenQuote);
+    assert_eq!(first.reason(), "malformed_csv");
+    let second = parse(&mut p, r#"lines""#).unwrap_err();
+    assert_eq!(second.reason(), "malformed_csv");
+    assert_eq!(
+        parse(&mut p, "k,2,8,x\ry,3,9,z").unwrap_err(),
+        ParseError::CsvTwoRows
+    );
+    // A quote inside an unquoted cell is a character, as before.
+    let r = parse(&mut p, r#"k,2,8,5" pipe"#).unwrap().unwrap();
+    let v: serde_json::Value = serde_json::from_str(r.raw.as_deref().unwrap()).unwrap();
+    assert_eq!(v["note"], r#"5" pipe"#);
+}
+
+#[test]
+fn a_failed_header_is_not_replaced_by_the_previous_one() {
+    let mut p = csv_parser("id,x,ts", TimeUnit::Millis);
+    assert!(p.set_header(b"id,x,\"ts").is_err());
+    assert_eq!(parse(&mut p, "a,1,2").unwrap_err(), ParseError::CsvNoHeader);
+}
+
+#[test]
+fn csv_cells_follow_the_one_number_rule() {
+    // The cell sits mid-row: the source trims the ends of a line.
+    let mut p = csv_parser("id,c,x,ts", TimeUnit::Millis);
+    for &(cell, want) in csv::CELL_CASES {
+        let cell_in_row = if cell.contains(',') {
+            format!("\"{cell}\"")
+        } else {
+            cell.into()
+        };
+        let r = parse(&mut p, &format!("k,{cell_in_row},1,1"))
+            .unwrap()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(r.raw.as_deref().unwrap()).unwrap();
+        assert_eq!(v["c"], csv::expected_cell(cell, want), "cell {cell:?}");
+    }
 }
 
 /// Cases per fuzz property: 2,000 in the regular suite; `OSPREY_FUZZ_CASES=500000 cargo test
@@ -144,6 +311,17 @@ fn fuzz_cases() -> u32 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000)
+}
+
+/// Arbitrary Unicode, or text that is nearly a number or a time, so that the fuzz reaches the
+/// paths past the first field too.
+fn cell() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "-?[0-9]{1,20}(\\.[0-9]{0,4})?([eE][+-]?[0-9]{1,3})?",
+        "[0-9]{4}-[0-9]{2}-[0-9]{2}[T t][0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]{0,12})?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?",
+        "\\PC{0,3}2024-02-2[0-9]T[0-9]{2}:00:00\\PC{0,3}",
+    ]
 }
 
 proptest! {
@@ -178,12 +356,69 @@ proptest! {
     fn fuzz_csv_lines(header in "[a-z,\"]{0,20}", row in "[a-z0-9,\". -]{0,40}") {
         let mut p = Parser::new(ParserConfig {
             format: Format::Csv, key: Some("a".into()), values: vec!["b".into()],
-            time: None, key_groups: 8, max_record_bytes: 100, pass_missing: false,
+            time: None, time_unit: TimeUnit::Millis, key_groups: 8, max_record_bytes: 100,
+            pass_missing: false,
         });
         let _ = p.set_header(header.as_bytes());
         if let Ok(Some(r)) = p.parse(row.into_bytes(), "k", Origin::default()) {
             let raw = r.raw.expect("csv rows keep an object");
             prop_assert!(serde_json::from_str::<serde_json::Value>(&raw).is_ok(), "{}", raw);
+        }
+    }
+
+    /// Arbitrary Unicode in the key, the value and the time, as well-formed JSON and spliced
+    /// in raw (unescaped), in every time unit.
+    #[test]
+    fn fuzz_unicode_json(
+        key in cell(),
+        x in cell(),
+        ts in cell(),
+        unit in prop::sample::select(UNITS.to_vec()),
+    ) {
+        let mut p = json_parser_in(unit);
+        let obj = serde_json::json!({"id": key, "x": x, "ts": ts});
+        let spliced = format!(r#"{{"id":"{key}","x":{x},"ts":"{ts}"}}"#);
+        let bare = format!(r#"{{"id":{key},"x":"{x}","ts":{ts}}}"#);
+        for input in [obj.to_string(), spliced, bare] {
+            match p.parse(input.into_bytes(), "k", Origin::default()) {
+                Ok(_) => {}
+                Err(e) => prop_assert!(!e.reason().is_empty() && !e.to_string().is_empty()),
+            }
+        }
+    }
+
+    /// Arbitrary Unicode cells, quoted (with `""` escapes) or bare, under a Unicode header:
+    /// a record whose `raw` is a JSON object, or an error with a reason.
+    #[test]
+    fn fuzz_unicode_csv(
+        cells in proptest::collection::vec((cell(), any::<bool>()), 3),
+        extra in any::<String>(),
+        unit in prop::sample::select(UNITS.to_vec()),
+    ) {
+        let mut p = csv_parser("id,x,ts", unit);
+        // A header that fails (an open quote) clears it: the rows then fail too.
+        let _ = p.set_header(format!("id,x,ts,{}", extra.replace('\n', " ")).as_bytes());
+        let row: Vec<String> = cells
+            .iter()
+            .map(|(c, quoted)| {
+                if *quoted {
+                    format!("\"{}\"", c.replace('"', "\"\""))
+                } else {
+                    c.clone()
+                }
+            })
+            .collect();
+        let row = format!("{},x", row.join(","));
+        for line in row.split('\n') {
+            match p.parse(line.as_bytes().to_vec(), "k", Origin::default()) {
+                Ok(Some(r)) => {
+                    let raw = r.raw.expect("csv rows keep an object");
+                    let v = serde_json::from_str::<serde_json::Value>(&raw);
+                    prop_assert!(v.is_ok_and(|v| v.is_object()), "{}", raw);
+                }
+                Ok(None) => {}
+                Err(e) => prop_assert!(!e.reason().is_empty() && !e.to_string().is_empty()),
+            }
         }
     }
 

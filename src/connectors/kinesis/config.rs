@@ -120,7 +120,9 @@ impl SourceSpec for KinesisSourceConfig {
                 "source.start_timestamp",
                 "is required with start = \"at_timestamp\"",
             )),
-            (StartPosition::AtTimestamp, Some(t)) if crate::parse::parse_time_text(t).is_none() => {
+            (StartPosition::AtTimestamp, Some(t))
+                if crate::core::time::parse_time(t, crate::core::time::TimeUnit::Millis).is_err() =>
+            {
                 errors.push(ConfigError::new(
                     "source.start_timestamp",
                     format!("`{t}` is not RFC 3339 time"),

@@ -53,7 +53,9 @@ impl KinesisSource {
             StartPosition::AtTimestamp => cfg
                 .start_timestamp
                 .as_deref()
-                .and_then(crate::parse::parse_time_text),
+                .and_then(|t| {
+                    crate::core::time::parse_time(t, crate::core::time::TimeUnit::Millis).ok()
+                }),
         };
         let mode = match &cfg.consumer {
             ConsumerConfig::Polling => Mode::Polling(Polling::new(

@@ -39,6 +39,7 @@ pub mod config;
 pub mod origin;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod table;
 
 #[cfg(test)]
 mod tests;
@@ -54,7 +55,8 @@ use tokio::time::{Duration, Instant};
 
 use self::cache::{Lookup, TtlLru};
 use self::config::{EnrichConfig, Mode, OnFailure, Order, OriginConfig};
-use self::origin::{HttpClient, OriginError, Table, TableSource};
+use self::origin::{HttpClient, OriginError, TableSource};
+use self::table::Table;
 use super::{BuildContext, Context, MetricsScope, Operator, TableRef, TableSpec, Tables};
 use crate::core::{Backoff, Batch, Field, Record};
 use crate::state::StateValue;

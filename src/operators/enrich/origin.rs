@@ -4,7 +4,6 @@
 //! kept in a pool, `Content-Length` or chunked bodies. It exists so the enrich operator needs
 //! no HTTP stack of its own; TLS origins are out of scope.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -13,10 +12,8 @@ use tokio::net::TcpStream;
 
 use super::cache::Lookup;
 use super::config::{FileFormat, FileOrigin, OriginConfig};
+use super::table::{Table, parse_table, table_error};
 use crate::{Error, Result};
-
-/// A reference table: key → value.
-pub type Table = HashMap<Arc<str>, Arc<serde_json::Value>>;
 
 /// Why an origin call failed (cheap: no formatting on the hot path).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,10 +38,7 @@ impl OriginError {
     }
 }
 
-/// Loads a reference table file (CSV with a header, or JSON lines).
-///
-/// A row without the key column is skipped; a malformed JSON line too (counted in the
-/// returned `skipped`). CSV cells that parse as numbers become JSON numbers.
+/// Loads a reference table file (CSV with a header, or JSON lines; see [`parse_table`]).
 pub fn load_table(cfg: &FileOrigin) -> Result<(Table, usize)> {
     let text = std::fs::read_to_string(&cfg.path)
         .map_err(|e| Error::io("reading reference table", &cfg.path, e))?;
@@ -55,76 +49,6 @@ pub fn load_table(cfg: &FileOrigin) -> Result<(Table, usize)> {
         &cfg.key_column,
         &cfg.path.display().to_string(),
     )
-}
-
-/// Parses a reference table (see [`load_table`]); `source` names it in errors.
-pub fn parse_table(
-    text: &str,
-    format: FileFormat,
-    key_column: &str,
-    source: &str,
-) -> Result<(Table, usize)> {
-    let mut table = Table::new();
-    let mut skipped = 0;
-    match format {
-        FileFormat::Csv => {
-            let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-            let Some(head) = lines.next() else {
-                return Ok((table, 0));
-            };
-            let header = crate::parse::split_csv(head.trim_end_matches('\r'));
-            let Some(key_at) = header.iter().position(|h| h.trim() == key_column) else {
-                return Err(Error::Operator {
-                    operator: "enrich".into(),
-                    message: format!(
-                        "{source}: no column `{key_column}` (origin.key_column) in the header"
-                    ),
-                });
-            };
-            for line in lines {
-                let cols = crate::parse::split_csv(line.trim_end_matches('\r'));
-                let Some(key) = cols.get(key_at) else {
-                    skipped += 1;
-                    continue;
-                };
-                let mut obj = serde_json::Map::new();
-                for (h, c) in header.iter().zip(&cols) {
-                    let v = match c.trim().parse::<f64>() {
-                        Ok(n) if n.is_finite() => serde_json::Number::from_f64(n)
-                            .map_or_else(|| c.clone().into(), serde_json::Value::Number),
-                        _ => serde_json::Value::String(c.clone()),
-                    };
-                    let v = match c.trim().parse::<i64>() {
-                        Ok(i) => serde_json::Value::from(i),
-                        Err(_) => v,
-                    };
-                    obj.insert(h.trim().to_string(), v);
-                }
-                table.insert(
-                    Arc::from(key.trim()),
-                    Arc::new(serde_json::Value::Object(obj)),
-                );
-            }
-        }
-        FileFormat::Jsonl => {
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                    skipped += 1;
-                    continue;
-                };
-                let key = match v.get(key_column) {
-                    Some(serde_json::Value::String(s)) => s.clone(),
-                    Some(serde_json::Value::Number(n)) => n.to_string(),
-                    _ => {
-                        skipped += 1;
-                        continue;
-                    }
-                };
-                table.insert(Arc::from(key), Arc::new(v));
-            }
-        }
-    }
-    Ok((table, skipped))
 }
 
 /// Where a reference table is loaded from, at start and at each refresh.
@@ -140,13 +64,6 @@ pub enum TableSource {
         /// The S3 client.
         client: Arc<aws_sdk_s3::Client>,
     },
-}
-
-fn table_error(message: String) -> Error {
-    Error::Operator {
-        operator: "enrich".into(),
-        message,
-    }
 }
 
 impl TableSource {
