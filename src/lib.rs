@@ -10,6 +10,8 @@
 //!   [`topology`] runs the checkpoint protocol.
 //! - [`metrics`]: Prometheus names and the `/metrics` `/healthz` `/readyz` endpoint.
 //! - [`app`] and [`cli`]: what the `osprey` binary does with its arguments.
+//! - [`detectors`]: the pure algorithms (matrix profile, Random Cut Forest) that the scoring
+//!   operators and [`eval`] run.
 //! - [`eval`]: `osprey eval`, offline accuracy of the detectors on datasets.
 //!
 //! See `docs/ARCHITECTURE.md` for the one-page tour.
@@ -20,6 +22,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod detectors;
 pub mod eval;
 pub mod metrics;
 pub mod operators;
@@ -34,9 +37,9 @@ pub mod topology;
 
 pub use crate::core::{Error, ErrorKind, Retry};
 // Old paths, kept while the components move to `core` (removed at the end of the move).
+pub use crate::core::error;
 pub use crate::core::partition;
 pub use crate::core::record as event;
-pub use crate::core::error;
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
