@@ -76,6 +76,10 @@ impl Scratch {
     }
 }
 
+/// The per-piece callback of [`Damp::for_each_dots`]: `(dot products, c, ring position, first
+/// index)`.
+type PieceFn<'a> = dyn FnMut(&[f64], f64, usize, u64) + 'a;
+
 impl Damp {
     /// Compute the dot products of subsequence `i` against `[lo, hi]` in wrap-free pieces and
     /// hand each piece's scan result (slot relative to the piece) and first index to `f`.
@@ -123,14 +127,7 @@ impl Damp {
     /// The dot products of the centred subsequence `i` against `[lo, hi]`, in wrap-free
     /// pieces: `f(dot products, c, ring position, first index)` per piece, with `c` as
     /// [`Damp::center_query`] returns it.
-    fn for_each_dots(
-        &self,
-        i: u64,
-        mu_i: f64,
-        lo: u64,
-        hi: u64,
-        f: &mut dyn FnMut(&[f64], f64, usize, u64),
-    ) {
+    fn for_each_dots(&self, i: u64, mu_i: f64, lo: u64, hi: u64, f: &mut PieceFn<'_>) {
         SCRATCH.with_borrow_mut(|sc| {
             let c = self.center_query(sc, i, mu_i);
             let mut j = lo;
