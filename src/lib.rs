@@ -14,6 +14,8 @@
 //!   [`topology`] runs the checkpoint protocol.
 //! - [`metrics`]: Prometheus names and the `/metrics` `/healthz` `/readyz` endpoint.
 //! - [`app`] and [`cli`]: what the `osprey` binary does with its arguments.
+//! - [`detectors`]: the pure algorithms (matrix profile, Random Cut Forest) that the scoring
+//!   operators and [`eval`] run.
 //! - [`eval`]: `osprey eval`, offline accuracy of the detectors on datasets.
 //!
 //! See `docs/ARCHITECTURE.md` for the one-page tour.
@@ -25,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod core;
+pub mod detectors;
 pub mod eval;
 pub mod metrics;
 pub mod operators;

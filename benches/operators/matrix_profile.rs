@@ -18,7 +18,7 @@
 //! Run: `cargo bench --profile dev --bench operators -- matrix_profile`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
-use osprey::operators::matrix_profile::{
+use osprey::detectors::matrix_profile::{
     Damp, DampConfig, Discord, Kernel, LeftMatrixProfile, left_profile,
 };
 use std::hint::black_box;

@@ -22,7 +22,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
-use osprey::operators::rcf::forest::{Forest, ForestConfig};
+use osprey::detectors::rcf::{Forest, ForestConfig};
 use rcflib::rcf::{RCF, RCFBuilder, RCFOptionsBuilder};
 
 /// One benchmark case: a forest shape and how many keys (forests) share the stream.

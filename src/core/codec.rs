@@ -114,6 +114,13 @@ impl<'a> Writer<'a> {
         self.out.push(v as u8);
     }
 
+    /// A state header: a 4-byte magic tag naming the kind of state, then a u16 format version
+    /// (read back by [`Reader::header`]).
+    pub fn header(&mut self, magic: &[u8; 4], version: u16) {
+        self.bytes(magic);
+        self.u16(version);
+    }
+
     /// Bytes written since [`Writer::new`].
     pub fn written(&self) -> usize {
         self.out.len() - self.start
@@ -209,7 +216,8 @@ impl<'a> Reader<'a> {
 
     /// A u64 length prefix, then that many bytes.
     pub fn len_bytes(&mut self) -> Result<&'a [u8], DecodeError> {
-        let n = usize::try_from(self.u64()?).map_err(|_| DecodeError::invalid("length overflow"))?;
+        let n =
+            usize::try_from(self.u64()?).map_err(|_| DecodeError::invalid("length overflow"))?;
         self.take(n)
     }
 
@@ -224,6 +232,36 @@ impl<'a> Reader<'a> {
             }
         }
         Err(DecodeError::invalid("varint longer than ten bytes"))
+    }
+
+    /// Checks a header written by [`Writer::header`]: [`DecodeError::BadMagic`] (naming
+    /// `what`) for another magic tag, [`DecodeError::UnsupportedVersion`] for another version.
+    pub fn header(
+        &mut self,
+        magic: &[u8; 4],
+        what: &'static str,
+        version: u16,
+    ) -> Result<(), DecodeError> {
+        if self.take(4)? != magic {
+            return Err(DecodeError::BadMagic(what));
+        }
+        match self.u16()? {
+            v if v == version => Ok(()),
+            v => Err(DecodeError::UnsupportedVersion(v)),
+        }
+    }
+
+    /// A varint length or count of at most `max`. Bounding every length by what the
+    /// configuration allows keeps a corrupt input from making the decoder allocate wildly.
+    pub fn varint_len(&mut self, max: usize) -> Result<usize, DecodeError> {
+        let v = self.varint()?;
+        bounded(v, max)
+    }
+
+    /// A little-endian u64 length or count of at most `max` (see [`Reader::varint_len`]).
+    pub fn u64_len(&mut self, max: usize) -> Result<usize, DecodeError> {
+        let v = self.u64()?;
+        bounded(v, max)
     }
 
     /// Bytes not yet read.
@@ -241,6 +279,96 @@ impl<'a> Reader<'a> {
         match self.bytes.len() {
             0 => Ok(()),
             n => Err(DecodeError::TrailingBytes(n)),
+        }
+    }
+}
+
+fn bounded(v: u64, max: usize) -> Result<usize, DecodeError> {
+    usize::try_from(v)
+        .ok()
+        .filter(|&n| n <= max)
+        .ok_or(DecodeError::invalid("length out of range"))
+}
+
+/// Packs unsigned fields of up to 32 bits, least-significant bit first, into bytes (tree
+/// shapes and the few-bit fields of tree nodes in detector models).
+#[derive(Debug, Default)]
+pub struct BitWriter {
+    bytes: Vec<u8>,
+    acc: u64,
+    used: u32,
+}
+
+impl BitWriter {
+    /// An empty bit string.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends the low `width` bits of `v` (`width` ≤ 32).
+    pub fn bits(&mut self, v: u32, width: u32) {
+        debug_assert!(width <= 32 && (width == 32 || v >> width == 0));
+        self.acc |= u64::from(v) << self.used;
+        self.used += width;
+        while self.used >= 8 {
+            self.bytes.push(self.acc as u8);
+            self.acc >>= 8;
+            self.used -= 8;
+        }
+    }
+
+    /// The packed bytes; the last one is zero-padded.
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        if self.used > 0 {
+            self.bytes.push(self.acc as u8);
+        }
+        self.bytes
+    }
+}
+
+/// Reads what [`BitWriter`] wrote.
+#[derive(Debug, Clone)]
+pub struct BitReader<'a> {
+    bytes: &'a [u8],
+    next: usize,
+    acc: u64,
+    avail: u32,
+}
+
+impl<'a> BitReader<'a> {
+    /// Reads the bit string `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            next: 0,
+            acc: 0,
+            avail: 0,
+        }
+    }
+
+    /// Reads a `width`-bit field (`width` ≤ 32).
+    pub fn bits(&mut self, width: u32) -> Result<u32, DecodeError> {
+        while self.avail < width {
+            let b = *self
+                .bytes
+                .get(self.next)
+                .ok_or(DecodeError::Truncated { wanted: 1, left: 0 })?;
+            self.acc |= u64::from(b) << self.avail;
+            self.next += 1;
+            self.avail += 8;
+        }
+        let v = (self.acc & ((1u64 << width) - 1)) as u32;
+        self.acc >>= width;
+        self.avail -= width;
+        Ok(v)
+    }
+
+    /// Fails unless every byte was needed and the padding is zero (canonical encoding).
+    pub fn finish(&self) -> Result<(), DecodeError> {
+        if self.next == self.bytes.len() && self.acc == 0 {
+            Ok(())
+        } else {
+            Err(DecodeError::invalid("bit field has trailing data"))
         }
     }
 }
@@ -278,7 +406,10 @@ mod tests {
         w.u64(42);
         w.finish_with_checksum();
         out[3] ^= 4;
-        assert_eq!(Reader::with_checksum(&out).unwrap_err(), DecodeError::Checksum);
+        assert_eq!(
+            Reader::with_checksum(&out).unwrap_err(),
+            DecodeError::Checksum
+        );
     }
 
     #[test]
@@ -291,5 +422,97 @@ mod tests {
         let mut r = Reader::new(&[1, 2, 3]);
         r.u8().unwrap();
         assert_eq!(r.finish().unwrap_err(), DecodeError::TrailingBytes(2));
+    }
+
+    #[test]
+    fn bits_round_trip() {
+        let mut w = BitWriter::new();
+        for i in 0..100u32 {
+            w.bits(i % 7, 3);
+        }
+        w.bits(u32::MAX, 32);
+        w.bits(0, 0);
+        let bytes = w.into_bytes();
+        assert_eq!(bytes.len(), 42);
+        let mut r = BitReader::new(&bytes);
+        for i in 0..100u32 {
+            assert_eq!(r.bits(3).expect("bits"), i % 7);
+        }
+        assert_eq!(r.bits(32).expect("bits"), u32::MAX);
+        assert_eq!(r.bits(0).expect("bits"), 0);
+        r.finish().expect("all read");
+        assert!(BitReader::new(&[1]).finish().is_err());
+    }
+
+    #[test]
+    fn headers_and_bounded_lengths() {
+        let mut out = Vec::new();
+        let mut w = Writer::new(&mut out);
+        w.header(b"TEST", 3);
+        w.varint(10);
+        w.u64(11);
+        let mut r = Reader::new(&out);
+        r.header(b"TEST", "test", 3).unwrap();
+        assert_eq!(r.varint_len(10).unwrap(), 10);
+        assert!(matches!(r.u64_len(10), Err(DecodeError::Invalid(_))));
+        let mut r = Reader::new(&out);
+        assert_eq!(
+            r.header(b"TEST", "test", 4),
+            Err(DecodeError::UnsupportedVersion(3))
+        );
+        let mut r = Reader::new(&out);
+        assert_eq!(
+            r.header(b"NOPE", "test", 3),
+            Err(DecodeError::BadMagic("test"))
+        );
+    }
+
+    // Moved with the codec from the rcf detector, which used these primitives first.
+    #[test]
+    fn primitives_round_trip_after_existing_data() {
+        let mut buf = vec![0xAA]; // pre-existing data must not enter the checksum
+        let mut w = Writer::new(&mut buf);
+        w.bytes(&[7]);
+        w.u16(0xBEEF);
+        w.varint(0);
+        w.varint(300);
+        w.varint(u64::MAX);
+        w.f32(-0.0);
+        w.f64(f64::MIN_POSITIVE);
+        w.finish_with_checksum();
+        let mut r = Reader::with_checksum(&buf[1..]).expect("checksum");
+        assert_eq!(r.u8().expect("u8"), 7);
+        assert_eq!(r.u16().expect("u16"), 0xBEEF);
+        assert_eq!(r.varint().expect("v0"), 0);
+        assert_eq!(r.varint().expect("v1"), 300);
+        assert_eq!(r.varint().expect("v2"), u64::MAX);
+        assert_eq!(r.f32().expect("f32").to_bits(), (-0.0f32).to_bits());
+        assert_eq!(r.f64().expect("f64"), f64::MIN_POSITIVE);
+        r.finish().expect("end");
+    }
+
+    #[test]
+    fn corruption_and_truncation_are_detected() {
+        let mut buf = Vec::new();
+        let mut w = Writer::new(&mut buf);
+        w.u64(12345);
+        w.finish_with_checksum();
+        buf[3] ^= 1;
+        assert_eq!(
+            Reader::with_checksum(&buf).err(),
+            Some(DecodeError::Checksum)
+        );
+        assert_eq!(
+            Reader::with_checksum(&buf[..9]).err(),
+            Some(DecodeError::Checksum)
+        );
+        assert!(matches!(
+            Reader::with_checksum(&buf[..4]),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert!(matches!(
+            Reader::with_checksum(&[]),
+            Err(DecodeError::Truncated { .. })
+        ));
     }
 }

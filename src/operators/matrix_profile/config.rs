@@ -2,8 +2,8 @@
 
 use serde::Deserialize;
 
-use super::{DampConfig, MassMode, NanPolicy, ThresholdSpec};
 use crate::core::{ConfigError, RecordConfig};
+use crate::detectors::matrix_profile::{DampConfig, MassMode, NanPolicy, ThresholdSpec};
 
 /// `type = "discord"`.
 #[derive(Debug, Clone, Deserialize)]

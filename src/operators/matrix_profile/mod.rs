@@ -3,20 +3,11 @@
 //! Per key: a [`LeftMatrixProfile`] (exact, SIMD) or a [`Damp`] (pruned) over the last
 //! `history` points, and an online [`Threshold`]. Each record gets the distance from its
 //! newest subsequence of length `m` to the nearest non-overlapping earlier one, and whether
-//! that distance is an alarm. The algorithm files are pure and synchronous; this file adapts
-//! them to keyed state, checkpoints and metrics.
+//! that distance is an alarm. The algorithms are pure and synchronous
+//! ([`crate::detectors::matrix_profile`]); this file adapts them to keyed state, checkpoints
+//! and metrics.
 
 pub mod config;
-pub mod damp;
-pub mod left_mp;
-pub mod simd;
-pub mod threshold;
-
-mod algo;
-pub use algo::*;
-
-#[cfg(test)]
-mod tests;
 
 use std::sync::Arc;
 
@@ -25,9 +16,12 @@ pub use config::DiscordConfig;
 
 use super::{BuildContext, Context, Operator, TableRef, TableSpec};
 use crate::Result;
+use crate::core::codec::{DecodeError, Reader, Writer};
 use crate::core::{Batch, DeadLetter, Field};
+use crate::detectors::matrix_profile::{Damp, Discord, LeftMatrixProfile, Threshold};
+// Re-exported because the `discord` configuration and the CLI's `--threshold` name it here.
+pub use crate::detectors::matrix_profile::ThresholdSpec;
 use crate::state::StateValue;
-use crate::state::codec::{Reader, Writer};
 
 /// Points scored by a discord operator.
 pub const POINTS_SCORED: &str = "osprey_discord_points_scored_total";
@@ -79,26 +73,21 @@ impl StateValue for DiscordState {
         Writer::new(out).len_bytes(&buf);
     }
 
-    fn decode(bytes: &[u8]) -> std::result::Result<Self, crate::state::DecodeError> {
-        let err = |e: DecodeError| crate::state::DecodeError::invalid(e.to_string());
+    fn decode(bytes: &[u8]) -> std::result::Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         if r.u8()? != 1 {
-            return Err(crate::state::DecodeError::invalid(
-                "unknown discord state version",
-            ));
+            return Err(DecodeError::invalid("unknown discord state version"));
         }
         let kind = r.u8()?;
         let det = r.len_bytes()?;
         let detector = match kind {
-            0 => Detector::Exact(LeftMatrixProfile::decode(det).map_err(err)?),
-            1 => Detector::Damp(Damp::decode(det).map_err(err)?),
+            0 => Detector::Exact(LeftMatrixProfile::decode(det)?),
+            1 => Detector::Damp(Damp::decode(det)?),
             k => {
-                return Err(crate::state::DecodeError::invalid(format!(
-                    "unknown detector kind {k}"
-                )));
+                return Err(DecodeError::invalid(format!("unknown detector kind {k}")));
             }
         };
-        let threshold = Threshold::decode(r.len_bytes()?).map_err(err)?;
+        let threshold = Threshold::decode(r.len_bytes()?)?;
         r.finish()?;
         Ok(DiscordState {
             detector,

@@ -2,9 +2,8 @@
 
 use serde::Deserialize;
 
-use super::forest::ForestConfig;
-use super::threshold::ThresholdConfig;
 use crate::core::ConfigError;
+use crate::detectors::rcf::{ForestConfig, ThresholdConfig};
 
 /// `type = "rcf"`.
 #[derive(Debug, Clone, Deserialize)]

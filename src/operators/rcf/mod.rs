@@ -1,18 +1,11 @@
 //! `type = "rcf"`: Random Cut Forest anomaly scores per key, with thresholded grades and
 //! per-field attribution.
 //!
-//! One [`forest::Forest`] and one [`threshold::Thresholder`] per key, in keyed state (versioned
+//! One [`Forest`] and one [`Thresholder`] (both from [`crate::detectors::rcf`]) per key, in keyed state (versioned
 //! binary encodings; a restored forest continues bit-identically, its RNG state included).
 //! Each forest's seed mixes the configured seed with the key, so keys get independent forests.
 
-pub mod codec;
 pub mod config;
-pub mod forest;
-pub mod rng;
-pub mod threshold;
-
-#[cfg(test)]
-mod tests;
 
 use std::sync::Arc;
 
@@ -21,11 +14,11 @@ pub use config::RcfConfig;
 
 use super::{BuildContext, Context, Operator, TableRef, TableSpec};
 use crate::Result;
+use crate::core::codec::{DecodeError, Reader, Writer};
+use crate::core::hash::fnv1a64;
 use crate::core::{Batch, DeadLetter, Field};
+use crate::detectors::rcf::{Forest, PointError, Thresholder};
 use crate::state::StateValue;
-use crate::state::codec::{Reader, Writer};
-use forest::{Forest, PointError};
-use threshold::Thresholder;
 
 /// Points scored by an rcf operator.
 pub const POINTS_SCORED: &str = "osprey_rcf_points_scored_total";
@@ -56,17 +49,13 @@ impl StateValue for RcfState {
         Writer::new(out).len_bytes(&buf);
     }
 
-    fn decode(bytes: &[u8]) -> std::result::Result<Self, crate::state::DecodeError> {
+    fn decode(bytes: &[u8]) -> std::result::Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         if r.u8()? != 1 {
-            return Err(crate::state::DecodeError::invalid(
-                "unknown rcf state version",
-            ));
+            return Err(DecodeError::invalid("unknown rcf state version"));
         }
-        let forest =
-            Forest::decode(r.len_bytes()?).map_err(|e| crate::state::DecodeError::invalid(e.to_string()))?;
-        let thresholder = Thresholder::decode(r.len_bytes()?)
-            .map_err(|e| crate::state::DecodeError::invalid(e.to_string()))?;
+        let forest = Forest::decode(r.len_bytes()?)?;
+        let thresholder = Thresholder::decode(r.len_bytes()?)?;
         r.finish()?;
         Ok(RcfState {
             forest,
@@ -145,12 +134,7 @@ impl RcfOperator {
 
 /// FNV-1a of the key: mixes the key into the forest seed (stable across versions).
 fn key_seed(seed: u64, key: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    seed ^ h
+    seed ^ fnv1a64(key.as_bytes())
 }
 
 #[async_trait]

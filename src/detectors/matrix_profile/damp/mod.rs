@@ -31,14 +31,13 @@
 //! adaptive rule does not learn from, so in this mode `gaussian` effectively freezes after its
 //! warm-up. `warmup` (DAMP's training prefix) and `static` are the natural rules here.
 
-use super::left_mp::{
-    Class, DecodeError, Discord, NanPolicy, ParamError, Reader, Series, Writer, znorm_distance,
-};
-use super::simd::{self, Best, Kernel};
-use rustfft::num_complex::Complex;
-use rustfft::{Fft, FftPlanner};
-use std::cell::RefCell;
-use std::sync::Arc;
+use super::left_mp::{Discord, NanPolicy};
+use super::series::{Class, Series, znorm_distance};
+use super::simd::{Best, Kernel};
+use super::{ParamError, read_opt_u64, write_opt_u64};
+use crate::core::codec::{DecodeError, Reader, Writer};
+
+mod mass;
 
 /// Version written by [`Damp::encode`].
 pub const DAMP_STATE_VERSION: u16 = 1;
@@ -104,69 +103,6 @@ impl DampConfig {
             ));
         }
         Ok(())
-    }
-}
-
-/// Per-thread scratch: chunk dot products and the FFT buffers of MASS.
-struct Scratch {
-    qt: Vec<f64>,
-    /// The query minus its mean.
-    query: Vec<f64>,
-    planner: FftPlanner<f64>,
-    z: Vec<Complex<f64>>,
-    w: Vec<Complex<f64>>,
-    fft_scratch: Vec<Complex<f64>>,
-}
-
-thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
-        qt: Vec::new(),
-        query: Vec::new(),
-        planner: FftPlanner::new(),
-        z: Vec::new(),
-        w: Vec::new(),
-        fft_scratch: Vec::new(),
-    });
-}
-
-impl Scratch {
-    /// `out[j] = Σ_k q[k]·t[j+k]` by FFT convolution (MASS's core). Both real inputs ride in
-    /// one complex transform (`t` real part, reversed `q` imaginary part) and are separated by
-    /// conjugate symmetry, so two FFTs of size N do the work of three.
-    fn mass_dot(&mut self, q: &[f64], t: &[f64], out: &mut [f64]) {
-        let m = q.len();
-        let n = t.len().next_power_of_two();
-        let fwd: Arc<dyn Fft<f64>> = self.planner.plan_fft_forward(n);
-        let inv: Arc<dyn Fft<f64>> = self.planner.plan_fft_inverse(n);
-        self.z.clear();
-        self.z.resize(n, Complex::new(0.0, 0.0));
-        for (k, &x) in t.iter().enumerate() {
-            self.z[k].re = x;
-        }
-        for (k, &x) in q.iter().rev().enumerate() {
-            self.z[k].im = x;
-        }
-        let need = fwd
-            .get_inplace_scratch_len()
-            .max(inv.get_inplace_scratch_len());
-        if self.fft_scratch.len() < need {
-            self.fft_scratch.resize(need, Complex::new(0.0, 0.0));
-        }
-        fwd.process_with_scratch(&mut self.z, &mut self.fft_scratch[..need]);
-        self.w.clear();
-        self.w.resize(n, Complex::new(0.0, 0.0));
-        for k in 0..n {
-            let zk = self.z[k];
-            let zc = self.z[(n - k) % n].conj();
-            let a = (zk + zc) * 0.5;
-            let b = (zk - zc) * Complex::new(0.0, -0.5);
-            self.w[k] = a * b;
-        }
-        inv.process_with_scratch(&mut self.w, &mut self.fft_scratch[..need]);
-        let scale = 1.0 / n as f64;
-        for (j, o) in out.iter_mut().enumerate() {
-            *o = self.w[j + m - 1].re * scale;
-        }
     }
 }
 
@@ -492,126 +428,18 @@ impl Damp {
         (2.0 * m * (1.0 - rho)).max(0.0).sqrt()
     }
 
-    /// Compute the dot products of subsequence `i` against `[lo, hi]` in wrap-free pieces and
-    /// hand each piece's scan result (slot relative to the piece) and first index to `f`.
-    fn for_each_piece(
-        &self,
-        i: u64,
-        (mu_i, _): (f64, f64),
-        lo: u64,
-        hi: u64,
-        f: &mut dyn FnMut(Best, u64),
-    ) {
-        SCRATCH.with_borrow_mut(|sc| {
-            let c = self.center_query(sc, i, mu_i);
-            let mut j = lo;
-            while j <= hi {
-                let p = self.series.pos(j);
-                let run = ((hi - j + 1) as usize).min(self.series.cap - p);
-                self.dots(sc, p, run);
-                let b = simd::scan(
-                    self.kernel,
-                    &sc.qt[..run],
-                    &self.series.mu[p..p + run],
-                    &self.series.inv[p..p + run],
-                    c,
-                    0,
-                );
-                f(b, j);
-                j += run as u64;
-            }
-        });
-    }
-
-    /// Distances from `i` to every regular subsequence in `[lo, hi]` (formula, not polished).
-    fn for_each_distance(
-        &self,
-        i: u64,
-        (mu_i, inv_i): (f64, f64),
-        lo: u64,
-        hi: u64,
-        f: &mut dyn FnMut(u64, f64),
-    ) {
-        SCRATCH.with_borrow_mut(|sc| {
-            let c = self.center_query(sc, i, mu_i);
-            let mut j = lo;
-            while j <= hi {
-                let p = self.series.pos(j);
-                let run = ((hi - j + 1) as usize).min(self.series.cap - p);
-                self.dots(sc, p, run);
-                for s in 0..run {
-                    let v = (sc.qt[s] - c * self.series.mu[p + s]) * self.series.inv[p + s];
-                    if !v.is_nan() {
-                        f(j + s as u64, self.v_to_distance(v, inv_i));
-                    }
-                }
-                j += run as u64;
-            }
-        });
-    }
-
-    /// Put subsequence `i` minus its mean into `sc.query` and return the sum of that centred
-    /// query, `c`.
-    ///
-    /// With a centred query `q̃`, `Σ_k q̃_k·T[j+k] − c·μ_j = Σ_k q̃_k·(T[j+k] − μ_j)`, the
-    /// centred cross product, so [`simd::scan`]'s `(QT − c·μ_j)·a_j` is `m·σ_i·ρ`. Centring
-    /// the query keeps the products of the size `σ_i·|T|` instead of `|T|²`, which is what
-    /// makes the correlation accurate on series far from zero (`c` is near zero, not `m·μ_i`).
-    fn center_query(&self, sc: &mut Scratch, i: u64, mu_i: f64) -> f64 {
-        sc.query.clear();
-        sc.query
-            .extend(self.series.window(i).iter().map(|&x| x - mu_i));
-        sc.query.iter().sum()
-    }
-
-    /// Fill `sc.qt[..run]` with the dot products of the centred query and the `run`
-    /// subsequences starting at ring position `p`.
-    fn dots(&self, sc: &mut Scratch, p: usize, run: usize) {
-        let m = self.cfg.m;
-        if sc.qt.len() < run {
-            sc.qt.resize(run, 0.0);
-        }
-        let t = &self.series.vals[p..p + run + m - 1];
-        let mut qt = std::mem::take(&mut sc.qt);
-        let q = std::mem::take(&mut sc.query);
-        if self.use_fft(run) {
-            sc.mass_dot(&q, t, &mut qt[..run]);
-        } else {
-            simd::sliding_dot(self.kernel, &q, t, &mut qt[..run]);
-        }
-        sc.qt = qt;
-        sc.query = q;
-    }
-
-    /// The cost model for [`MassMode::Auto`]: the direct product costs `run·m` multiply-adds
-    /// (vectorised), MASS about two complex FFTs of the padded length. The constant comes
-    /// from timing both on this project's bench machine (see the bench file).
-    fn use_fft(&self, run: usize) -> bool {
-        match self.cfg.mass {
-            MassMode::Never => false,
-            MassMode::Always => true,
-            MassMode::Auto => {
-                let n = (run + self.cfg.m - 1).next_power_of_two() as f64;
-                let fft_cost = FFT_COST_PER_POINT_LOG * n * n.log2();
-                let direct_cost = (run * self.cfg.m) as f64;
-                run >= 1024 && fft_cost < direct_cost
-            }
-        }
-    }
-
     /// Append the versioned little-endian state (format [`DAMP_STATE_VERSION`]).
     ///
     /// Layout: magic `ODMP`, version u16, m, history, lookahead (u64), nan policy u8, mass mode
     /// u8, origin, next, last constant (`u64::MAX` = none), missing, exact count, bound count
     /// (u64), best-so-far f64, the look-ahead ring (`lookahead + 1` × (f64, u64)), the series.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let mut w = Writer(out);
-        w.bytes(DAMP_MAGIC);
-        w.u16(DAMP_STATE_VERSION);
+        let mut w = Writer::new(out);
+        w.header(DAMP_MAGIC, DAMP_STATE_VERSION);
         w.u64(self.cfg.m as u64);
         w.u64(self.cfg.history as u64);
         w.u64(self.cfg.lookahead as u64);
-        w.u8(nan_byte(self.cfg.nan_policy));
+        w.u8(self.cfg.nan_policy.to_byte());
         w.u8(match self.cfg.mass {
             MassMode::Auto => 0,
             MassMode::Never => 1,
@@ -619,7 +447,7 @@ impl Damp {
         });
         w.u64(self.origin);
         w.u64(self.next);
-        w.opt_u64(self.last_const);
+        write_opt_u64(&mut w, self.last_const);
         w.u64(self.missing);
         w.u64(self.exact_count);
         w.u64(self.bound_count);
@@ -635,20 +463,15 @@ impl Damp {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         r.header(DAMP_MAGIC, "damp", DAMP_STATE_VERSION)?;
-        let m = r.len(1 << 31)?;
-        let history = r.len(1 << 31)?;
-        let lookahead = r.len(1 << 31)?;
-        let nan_policy = match r.u8()? {
-            0 => NanPolicy::Gap,
-            1 => NanPolicy::Skip,
-            2 => NanPolicy::Reset,
-            _ => return Err(DecodeError::Invalid("unknown nan policy")),
-        };
+        let m = r.u64_len(1 << 31)?;
+        let history = r.u64_len(1 << 31)?;
+        let lookahead = r.u64_len(1 << 31)?;
+        let nan_policy = NanPolicy::from_byte(r.u8()?)?;
         let mass = match r.u8()? {
             0 => MassMode::Auto,
             1 => MassMode::Never,
             2 => MassMode::Always,
-            _ => return Err(DecodeError::Invalid("unknown mass mode")),
+            _ => return Err(DecodeError::invalid("unknown mass mode")),
         };
         let cfg = DampConfig {
             m,
@@ -657,10 +480,10 @@ impl Damp {
             nan_policy,
             mass,
         };
-        let mut d = Damp::new(cfg).map_err(|_| DecodeError::Invalid("bad damp parameters"))?;
+        let mut d = Damp::new(cfg).map_err(|_| DecodeError::invalid("bad damp parameters"))?;
         d.origin = r.u64()?;
         d.next = r.u64()?;
-        d.last_const = r.opt_u64()?;
+        d.last_const = read_opt_u64(&mut r)?;
         d.missing = r.u64()?;
         d.exact_count = r.u64()?;
         d.bound_count = r.u64()?;
@@ -672,17 +495,6 @@ impl Damp {
         d.series = Series::decode(&mut r, m, history + lookahead + 1, m)?;
         r.finish()?;
         Ok(d)
-    }
-}
-
-/// FFT cost per point per log2(size) in units of one direct multiply-add; see `use_fft`.
-const FFT_COST_PER_POINT_LOG: f64 = 8.0;
-
-fn nan_byte(p: NanPolicy) -> u8 {
-    match p {
-        NanPolicy::Gap => 0,
-        NanPolicy::Skip => 1,
-        NanPolicy::Reset => 2,
     }
 }
 

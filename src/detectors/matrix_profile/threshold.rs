@@ -34,7 +34,8 @@
 //!
 //! [`estimate_period`] picks `m` from the autocorrelation of warm-up data.
 
-use super::left_mp::{DecodeError, ParamError, Reader, Writer};
+use super::{ParamError, read_opt_u64, write_opt_u64};
+use crate::core::codec::{DecodeError, Reader, Writer};
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
 
@@ -395,9 +396,8 @@ impl Threshold {
 
     /// Append the versioned little-endian state (format [`THRESHOLD_STATE_VERSION`]).
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let mut w = Writer(out);
-        w.bytes(THRESHOLD_MAGIC);
-        w.u16(THRESHOLD_STATE_VERSION);
+        let mut w = Writer::new(out);
+        w.header(THRESHOLD_MAGIC, THRESHOLD_STATE_VERSION);
         w.u8(self.spec.kind());
         let params: [f64; 4] = match self.spec {
             ThresholdSpec::Gaussian {
@@ -412,7 +412,7 @@ impl Threshold {
         };
         params.iter().for_each(|&p| w.f64(p));
         w.u64(self.m);
-        w.opt_u64(self.last_alarm);
+        write_opt_u64(&mut w, self.last_alarm);
         w.u64(self.moments.count);
         w.f64(self.moments.mean);
         w.f64(self.moments.var);
@@ -449,12 +449,12 @@ impl Threshold {
                 warmup: p[2] as u64,
             },
             3 => ThresholdSpec::Static { value: p[0] },
-            _ => return Err(DecodeError::Invalid("unknown threshold rule")),
+            _ => return Err(DecodeError::invalid("unknown threshold rule")),
         };
-        let m = r.len(1 << 31)?;
+        let m = r.u64_len(1 << 31)?;
         let mut t = Threshold::new(spec, m)
-            .map_err(|_| DecodeError::Invalid("threshold parameter out of range"))?;
-        t.last_alarm = r.opt_u64()?;
+            .map_err(|_| DecodeError::invalid("threshold parameter out of range"))?;
+        t.last_alarm = read_opt_u64(&mut r)?;
         t.moments = Moments {
             count: r.u64()?,
             mean: r.f64()?,

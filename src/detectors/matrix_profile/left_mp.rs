@@ -26,9 +26,6 @@
 //! `push(x, th.current())` once the threshold is warm and `push_exact(x)` while it warms up (so
 //! that the threshold learns from exact scores); its state has the same encode/decode pair.
 //!
-//! The wrapper's `mod.rs` mounts the algorithm files as `pub mod {left_mp, damp, simd,
-//! threshold}`, `mod algo; pub use algo::*;` and `#[cfg(test)] mod tests;`.
-//!
 //! Facts the wrapper needs:
 //! - **Warm-up.** `push` returns `None` until `2m − 1` points have arrived (the first
 //!   subsequence with a non-overlapping predecessor), after a [`NanPolicy::Reset`], and while the
@@ -44,7 +41,7 @@
 //!   each running cross product has been recomputed exactly once (one per point), so rounding
 //!   drift cannot accumulate.
 //! - **Constant windows**: a window is constant when all its values are equal or its σ is at
-//!   most [`CONSTANT_REL_SIGMA`] of its largest magnitude (rounding noise).
+//!   most [`super::CONSTANT_REL_SIGMA`] of its largest magnitude (rounding noise).
 //!
 //! # How it works
 //!
@@ -61,7 +58,10 @@
 //! Constant subsequences follow a fixed rule: two constant windows are at distance 0, a
 //! constant and a non-constant one at `√m`. No score is ever NaN.
 
+use super::series::{Class, Series, znorm_distance};
 use super::simd::{self, Best, Kernel, MAX_TILE, Step, Tile};
+use super::{ParamError, read_opt_u64, write_opt_u64};
+use crate::core::codec::{DecodeError, Reader, Writer};
 
 /// Version written by [`LeftMatrixProfile::encode`].
 pub const LEFT_MP_STATE_VERSION: u16 = 1;
@@ -81,7 +81,7 @@ pub enum NanPolicy {
 }
 
 impl NanPolicy {
-    fn to_byte(self) -> u8 {
+    pub(super) fn to_byte(self) -> u8 {
         match self {
             NanPolicy::Gap => 0,
             NanPolicy::Skip => 1,
@@ -89,12 +89,12 @@ impl NanPolicy {
         }
     }
 
-    fn from_byte(b: u8) -> Result<Self, DecodeError> {
+    pub(super) fn from_byte(b: u8) -> Result<Self, DecodeError> {
         match b {
             0 => Ok(NanPolicy::Gap),
             1 => Ok(NanPolicy::Skip),
             2 => Ok(NanPolicy::Reset),
-            _ => Err(DecodeError::Invalid("unknown nan policy")),
+            _ => Err(DecodeError::invalid("unknown nan policy")),
         }
     }
 }
@@ -118,482 +118,6 @@ impl Discord {
     pub fn normalized(&self, m: usize) -> f64 {
         self.score / (2.0 * (m as f64).sqrt())
     }
-}
-
-/// Invalid construction parameters.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ParamError {
-    /// `m` below 2: a z-normalised window needs two points.
-    #[error("subsequence length m must be at least 2, got {0}")]
-    MTooSmall(usize),
-    /// The history cannot hold a subsequence and a non-overlapping predecessor.
-    #[error("history must be at least 2·m = {min} points, got {history}")]
-    HistoryTooShort {
-        /// The history asked for.
-        history: usize,
-        /// The smallest accepted.
-        min: usize,
-    },
-    /// The history is larger than this build allows.
-    #[error("history of {0} points is larger than the supported 2^31")]
-    HistoryTooLong(usize),
-    /// The requested kernel cannot run on this CPU.
-    #[error("kernel {0} is not supported by this CPU")]
-    KernelUnavailable(&'static str),
-    /// A parameter outside its documented range.
-    #[error("invalid parameter: {0}")]
-    Invalid(&'static str),
-}
-
-/// A checkpointed state that cannot be restored.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    /// The bytes end before the state does.
-    #[error("state is truncated")]
-    Truncated,
-    /// The bytes are not a state of this type.
-    #[error("not a {0} state")]
-    BadMagic(&'static str),
-    /// Written by a newer (or unknown) format version.
-    #[error("unsupported state version {0}")]
-    UnsupportedVersion(u16),
-    /// The bytes decode but describe an impossible state.
-    #[error("invalid state: {0}")]
-    Invalid(&'static str),
-}
-
-// ---------------------------------------------------------------------------------------------
-// Little-endian codec shared by the matrix-profile states.
-
-/// Appends little-endian fields to a byte vector.
-pub(super) struct Writer<'a>(pub(super) &'a mut Vec<u8>);
-
-impl Writer<'_> {
-    pub(super) fn bytes(&mut self, b: &[u8]) {
-        self.0.extend_from_slice(b);
-    }
-    pub(super) fn u8(&mut self, v: u8) {
-        self.0.push(v);
-    }
-    pub(super) fn u16(&mut self, v: u16) {
-        self.bytes(&v.to_le_bytes());
-    }
-    pub(super) fn u64(&mut self, v: u64) {
-        self.bytes(&v.to_le_bytes());
-    }
-    pub(super) fn f64(&mut self, v: f64) {
-        self.bytes(&v.to_bits().to_le_bytes());
-    }
-    pub(super) fn opt_u64(&mut self, v: Option<u64>) {
-        // u64::MAX cannot be a point index reached in practice, so it marks "none".
-        self.u64(v.unwrap_or(u64::MAX));
-    }
-}
-
-/// Reads little-endian fields, failing with [`DecodeError::Truncated`] at the end.
-pub(super) struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    pub(super) fn new(buf: &'a [u8]) -> Self {
-        Reader { buf }
-    }
-    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if self.buf.len() < n {
-            return Err(DecodeError::Truncated);
-        }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Ok(head)
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        Ok(self.take(N)?.try_into().expect("take returned N bytes"))
-    }
-    pub(super) fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.array::<1>()?[0])
-    }
-    pub(super) fn u16(&mut self) -> Result<u16, DecodeError> {
-        Ok(u16::from_le_bytes(self.array()?))
-    }
-    pub(super) fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_le_bytes(self.array()?))
-    }
-    pub(super) fn f64(&mut self) -> Result<f64, DecodeError> {
-        Ok(f64::from_bits(self.u64()?))
-    }
-    pub(super) fn opt_u64(&mut self) -> Result<Option<u64>, DecodeError> {
-        let v = self.u64()?;
-        Ok((v != u64::MAX).then_some(v))
-    }
-    /// A length field, bounded so that a corrupt state cannot make us allocate wildly.
-    pub(super) fn len(&mut self, max: usize) -> Result<usize, DecodeError> {
-        let v = self.u64()?;
-        if v > max as u64 {
-            return Err(DecodeError::Invalid("length field out of range"));
-        }
-        Ok(v as usize)
-    }
-    /// Check the 4-byte magic and the version.
-    pub(super) fn header(
-        &mut self,
-        magic: &[u8; 4],
-        what: &'static str,
-        version: u16,
-    ) -> Result<(), DecodeError> {
-        if self.take(4)? != magic {
-            return Err(DecodeError::BadMagic(what));
-        }
-        let v = self.u16()?;
-        if v != version {
-            return Err(DecodeError::UnsupportedVersion(v));
-        }
-        Ok(())
-    }
-    pub(super) fn finish(&self) -> Result<(), DecodeError> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::Invalid("trailing bytes"))
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The series ring: values plus per-subsequence statistics.
-
-/// What a subsequence can be used for.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(super) enum Class {
-    /// Non-constant and complete: mean and `1/σ`.
-    Regular { mu: f64, inv: f64 },
-    /// All values equal.
-    Constant,
-    /// Holds a missing point.
-    Missing,
-}
-
-/// The last `cap` points of a series with the mean, `1/σ`, class and covariance-update term
-/// `dg` of every subsequence starting in them, in rings indexed by `j mod cap`.
-///
-/// The first `mirror` ring slots are repeated after the end, so any run of up to `mirror`
-/// values starting anywhere in the ring is one contiguous slice: the SIMD loops then never see
-/// the wrap except at one split point per pass.
-#[derive(Clone, Debug)]
-pub(super) struct Series {
-    pub(super) m: usize,
-    pub(super) cap: usize,
-    mirror: usize,
-    /// Values; a missing point is stored as 0.0 so that the running cross products stay finite
-    /// and consistent with their exact refresh.
-    pub(super) vals: Vec<f64>,
-    /// Mean of the subsequence starting here (missing points counted as 0.0).
-    pub(super) mu: Vec<f64>,
-    /// `1/σ` of the subsequence starting here; NaN if constant or missing.
-    pub(super) inv: Vec<f64>,
-    /// `dg_w = (T[w+m] − μ_{w+1}) + (T[w] − μ_w)`, set once subsequence `w + 1` is complete.
-    pub(super) dg: Vec<f64>,
-    /// [`Class`] of the subsequence starting here: 0 regular, 1 constant, 2 missing.
-    flags: Vec<u8>,
-    /// One bit per ring slot: the point there was missing.
-    missing: Vec<u64>,
-    /// Points pushed since creation or the last reset (the relative index of the next point).
-    pub(super) len: u64,
-    /// Relative index of the newest missing point.
-    last_missing: Option<u64>,
-}
-
-impl Series {
-    pub(super) fn new(m: usize, cap: usize, mirror: usize) -> Self {
-        assert!(mirror >= m && mirror <= cap, "mirror must cover one window");
-        let total = cap + mirror;
-        Series {
-            m,
-            cap,
-            mirror,
-            vals: vec![0.0; total],
-            mu: vec![0.0; total],
-            inv: vec![f64::NAN; total],
-            dg: vec![0.0; total],
-            flags: vec![FLAG_MISSING; cap],
-            missing: vec![0; cap.div_ceil(64)],
-            len: 0,
-            last_missing: None,
-        }
-    }
-
-    pub(super) fn memory_bytes(&self) -> usize {
-        (self.vals.len() + self.mu.len() + self.inv.len() + self.dg.len()) * 8
-            + self.flags.len()
-            + self.missing.len() * 8
-    }
-
-    #[inline]
-    pub(super) fn pos(&self, j: u64) -> usize {
-        (j % self.cap as u64) as usize
-    }
-
-    #[inline]
-    pub(super) fn value(&self, j: u64) -> f64 {
-        self.vals[self.pos(j)]
-    }
-
-    /// The `m` values of subsequence `j` (contiguous thanks to the mirror).
-    #[inline]
-    pub(super) fn window(&self, j: u64) -> &[f64] {
-        let p = self.pos(j);
-        &self.vals[p..p + self.m]
-    }
-
-    #[inline]
-    pub(super) fn class(&self, j: u64) -> Class {
-        let p = self.pos(j);
-        match self.flags[p] {
-            FLAG_REGULAR => Class::Regular {
-                mu: self.mu[p],
-                inv: self.inv[p],
-            },
-            FLAG_CONSTANT => Class::Constant,
-            _ => Class::Missing,
-        }
-    }
-
-    fn is_missing_at(&self, pos: usize) -> bool {
-        self.missing[pos / 64] >> (pos % 64) & 1 == 1
-    }
-
-    fn set_missing_at(&mut self, pos: usize, on: bool) {
-        let bit = 1u64 << (pos % 64);
-        if on {
-            self.missing[pos / 64] |= bit;
-        } else {
-            self.missing[pos / 64] &= !bit;
-        }
-    }
-
-    #[inline]
-    fn put(v: &mut [f64], cap: usize, mirror: usize, pos: usize, x: f64) {
-        v[pos] = x;
-        if pos < mirror {
-            v[cap + pos] = x;
-        }
-    }
-
-    /// Append one point; a non-finite value is stored as missing. Computes the statistics of
-    /// the subsequence that this point completes.
-    pub(super) fn push(&mut self, x: f64) {
-        let j = self.len;
-        let p = self.pos(j);
-        let missing = !x.is_finite();
-        Self::put(
-            &mut self.vals,
-            self.cap,
-            self.mirror,
-            p,
-            if missing { 0.0 } else { x },
-        );
-        self.set_missing_at(p, missing);
-        if missing {
-            self.last_missing = Some(j);
-        }
-        self.len += 1;
-        if self.len >= self.m as u64 {
-            let start = self.len - self.m as u64;
-            let holes = self.last_missing.is_some_and(|lm| lm >= start);
-            self.set_stats(start, holes, start >= 1);
-        }
-    }
-
-    /// Statistics of the subsequence `start` (just completed) and, with `with_dg`, `dg` of its
-    /// predecessor.
-    fn set_stats(&mut self, start: u64, holes: bool, with_dg: bool) {
-        let w = self.window(start);
-        let (mu, inv, flag) = if holes {
-            // Mean of the zero-filled window: never used as a statistic, but it keeps the
-            // covariance recurrence through the gap consistent with the exact refresh.
-            (
-                w.iter().sum::<f64>() / w.len() as f64,
-                f64::NAN,
-                FLAG_MISSING,
-            )
-        } else {
-            let (mu, inv) = window_stats(w);
-            (
-                mu,
-                inv,
-                if inv.is_nan() {
-                    FLAG_CONSTANT
-                } else {
-                    FLAG_REGULAR
-                },
-            )
-        };
-        let p = self.pos(start);
-        Self::put(&mut self.mu, self.cap, self.mirror, p, mu);
-        Self::put(&mut self.inv, self.cap, self.mirror, p, inv);
-        self.flags[p] = flag;
-        if with_dg {
-            let prev = start - 1;
-            let pp = self.pos(prev);
-            let dg = (self.value(prev + self.m as u64) - mu) + (self.vals[pp] - self.mu[pp]);
-            Self::put(&mut self.dg, self.cap, self.mirror, pp, dg);
-        }
-    }
-
-    /// `Σ_k (T[i+k] − μ_i)(T[j+k] − μ_j)` directly, in increasing `k` (separate multiply and
-    /// add): the exact value that the covariance recurrence starts from and is refreshed to.
-    pub(super) fn centered_dot(&self, i: u64, j: u64) -> f64 {
-        let (mi, mj) = (self.mu[self.pos(i)], self.mu[self.pos(j)]);
-        let (x, y) = (self.window(i), self.window(j));
-        let mut acc = (x[0] - mi) * (y[0] - mj);
-        for (a, b) in x[1..].iter().zip(&y[1..]) {
-            acc += (a - mi) * (b - mj);
-        }
-        acc
-    }
-
-    pub(super) fn clear(&mut self) {
-        self.len = 0;
-        self.last_missing = None;
-        self.missing.iter_mut().for_each(|w| *w = 0);
-    }
-
-    /// Oldest relative index still held.
-    pub(super) fn first_held(&self) -> u64 {
-        self.len.saturating_sub(self.cap as u64)
-    }
-
-    /// Write the held points (oldest first) and which of them were missing.
-    pub(super) fn encode(&self, w: &mut Writer<'_>) {
-        w.u64(self.len);
-        w.opt_u64(self.last_missing);
-        let first = self.first_held();
-        w.u64(self.len - first);
-        for j in first..self.len {
-            w.f64(self.vals[self.pos(j)]);
-        }
-        let mut bits = 0u8;
-        for (k, j) in (first..self.len).enumerate() {
-            if self.is_missing_at(self.pos(j)) {
-                bits |= 1 << (k % 8);
-            }
-            if k % 8 == 7 {
-                w.u8(bits);
-                bits = 0;
-            }
-        }
-        if !(self.len - first).is_multiple_of(8) {
-            w.u8(bits);
-        }
-    }
-
-    /// Inverse of [`Series::encode`]: rebuilds the ring and recomputes the statistics with the
-    /// same code as `push`, so they come back bit for bit.
-    pub(super) fn decode(
-        r: &mut Reader<'_>,
-        m: usize,
-        cap: usize,
-        mirror: usize,
-    ) -> Result<Self, DecodeError> {
-        let mut s = Series::new(m, cap, mirror);
-        let len = r.u64()?;
-        let last_missing = r.opt_u64()?;
-        let held = r.len(cap)?;
-        if held as u64 != len.min(cap as u64) {
-            return Err(DecodeError::Invalid(
-                "held points do not match the series length",
-            ));
-        }
-        let first = len - held as u64;
-        let raw = r.take(held * 8)?;
-        let bits = r.take(held.div_ceil(8))?;
-        for (k, chunk) in raw.chunks_exact(8).enumerate() {
-            let x = f64::from_bits(u64::from_le_bytes(chunk.try_into().expect("8-byte chunk")));
-            let p = s.pos(first + k as u64);
-            let missing = bits[k / 8] >> (k % 8) & 1 == 1;
-            if !x.is_finite() || (missing && x != 0.0) {
-                return Err(DecodeError::Invalid("bad stored value"));
-            }
-            Self::put(&mut s.vals, cap, mirror, p, x);
-            s.set_missing_at(p, missing);
-        }
-        s.len = len;
-        s.last_missing = last_missing;
-        // Statistics of every subsequence fully inside the held points.
-        let mut newest_missing: Option<u64> = None;
-        for j in first..len {
-            if s.is_missing_at(s.pos(j)) {
-                newest_missing = Some(j);
-            }
-            if j + 1 >= first + m as u64 {
-                let start = j + 1 - m as u64;
-                let holes = newest_missing.is_some_and(|lm| lm >= start);
-                s.set_stats(start, holes, start > first);
-            }
-        }
-        if newest_missing.is_some_and(|nm| last_missing.is_none_or(|lm| lm < nm)) {
-            return Err(DecodeError::Invalid(
-                "missing bits disagree with the newest gap",
-            ));
-        }
-        Ok(s)
-    }
-}
-
-const FLAG_REGULAR: u8 = 0;
-const FLAG_CONSTANT: u8 = 1;
-const FLAG_MISSING: u8 = 2;
-
-/// A window whose population σ is at most this fraction of its largest magnitude is treated as
-/// constant. Such a spread is rounding noise (a "flat" series after arithmetic differs in the
-/// last bits), and z-normalising it would amplify that noise to unit variance: its shape is
-/// meaningless and its correlations cannot be computed to any useful precision.
-pub const CONSTANT_REL_SIGMA: f64 = 1e-9;
-
-/// Mean and `1/σ` (population) of a complete window; `1/σ` is NaN for a constant window
-/// (all values equal, or σ ≤ [`CONSTANT_REL_SIGMA`] × the largest magnitude).
-///
-/// Two passes (mean, then squared deviations) rather than running sums: no drift to refresh,
-/// and an exactly constant window gets its value as mean, bit for bit.
-pub(super) fn window_stats(w: &[f64]) -> (f64, f64) {
-    let first = w[0];
-    if w.iter().all(|&x| x == first) {
-        return (first, f64::NAN);
-    }
-    let n = w.len() as f64;
-    let mu = w.iter().sum::<f64>() / n;
-    let var = w.iter().map(|&x| (x - mu) * (x - mu)).sum::<f64>() / n;
-    let sigma = var.sqrt();
-    let scale = w.iter().fold(0.0f64, |a, &x| a.max(x.abs()));
-    if sigma > CONSTANT_REL_SIGMA * scale && sigma.is_finite() {
-        (mu, 1.0 / sigma)
-    } else {
-        (mu, f64::NAN)
-    }
-}
-
-/// Direct z-normalised Euclidean distance between two regular windows.
-pub(super) fn znorm_distance(
-    x: &[f64],
-    (mx, ix): (f64, f64),
-    y: &[f64],
-    (my, iy): (f64, f64),
-) -> f64 {
-    // Four partial sums: a fixed order (so deterministic everywhere) that still pipelines.
-    let mut acc = [0.0f64; 4];
-    let mut cx = x.chunks_exact(4);
-    let mut cy = y.chunks_exact(4);
-    for (a, b) in (&mut cx).zip(&mut cy) {
-        for k in 0..4 {
-            let d = (a[k] - mx) * ix - (b[k] - my) * iy;
-            acc[k] += d * d;
-        }
-    }
-    for (a, b) in cx.remainder().iter().zip(cy.remainder()) {
-        let d = (a - mx) * ix - (b - my) * iy;
-        acc[0] += d * d;
-    }
-    ((acc[0] + acc[1]) + (acc[2] + acc[3])).sqrt()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -957,14 +481,13 @@ impl LeftMatrixProfile {
     /// `history − 2m + 2` running cross products as f64 bits. Statistics are recomputed on
     /// decode. The kernel is not stored: every kernel computes identical bits.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let mut w = Writer(out);
-        w.bytes(LEFT_MP_MAGIC);
-        w.u16(LEFT_MP_STATE_VERSION);
+        let mut w = Writer::new(out);
+        w.header(LEFT_MP_MAGIC, LEFT_MP_STATE_VERSION);
         w.u64(self.m as u64);
         w.u64(self.history as u64);
         w.u8(self.nan_policy.to_byte());
         w.u64(self.origin);
-        w.opt_u64(self.last_const);
+        write_opt_u64(&mut w, self.last_const);
         w.u64(self.missing);
         self.series.encode(&mut w);
         w.u64(self.qt.len() as u64);
@@ -978,17 +501,17 @@ impl LeftMatrixProfile {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         r.header(LEFT_MP_MAGIC, "left matrix profile", LEFT_MP_STATE_VERSION)?;
-        let m = r.len(1 << 31)?;
-        let history = r.len(1 << 31)?;
-        check_params(m, history).map_err(|_| DecodeError::Invalid("bad m or history"))?;
+        let m = r.u64_len(1 << 31)?;
+        let history = r.u64_len(1 << 31)?;
+        check_params(m, history).map_err(|_| DecodeError::invalid("bad m or history"))?;
         let nan_policy = NanPolicy::from_byte(r.u8()?)?;
         let mut mp = LeftMatrixProfile::new(m, history).with_nan_policy(nan_policy);
         mp.origin = r.u64()?;
-        mp.last_const = r.opt_u64()?;
+        mp.last_const = read_opt_u64(&mut r)?;
         mp.missing = r.u64()?;
         mp.series = Series::decode(&mut r, m, history + MAX_TILE, m + MAX_TILE + 1)?;
-        if r.len(history)? != mp.qt.len() {
-            return Err(DecodeError::Invalid(
+        if r.u64_len(history)? != mp.qt.len() {
+            return Err(DecodeError::invalid(
                 "cross-product count does not match history",
             ));
         }

@@ -5,9 +5,9 @@
 use proptest::prelude::*;
 use rcflib::rcf::{RCFBuilder, RCFOptionsBuilder};
 
-use super::codec::fnv1a;
 use super::forest::{Attribution, Forest, ForestConfig, PointError};
 use super::threshold::{ThresholdConfig, Thresholder};
+use crate::core::hash::fnv1a64;
 
 // ---------------------------------------------------------------------------------------------
 // Property tests.
@@ -184,7 +184,7 @@ proptest! {
         let body = bytes.len() - 8;
         bytes[at.index(body)] ^= flip;
         if fix_checksum {
-            let sum = fnv1a(&bytes[..body]).to_le_bytes();
+            let sum = fnv1a64(&bytes[..body]).to_le_bytes();
             bytes[body..].copy_from_slice(&sum);
         } else {
             prop_assert!(Forest::decode(&bytes).is_err());

@@ -6,29 +6,17 @@
 //! - [`Rng`], a xoshiro256** generator consumed sequentially for the random cuts. Its whole
 //!   state is four `u64` words ([`Rng::state`] / [`Rng::from_state`]) and goes into the
 //!   checkpoint.
-//! - [`unit_open`] over [`mix64`], a counter-based draw: the reservoir sampler's random number
-//!   for tree `j` and point `seq` is `unit_open(stream_j + seq * GOLDEN)`. Because it depends on
-//!   nothing but `(seed, tree, seq)`, the sampler weights never need to be stored; the decoder
+//! - [`unit_open`] over splitmix64's [`mix64`] (from [`crate::core::hash`]), a counter-based
+//!   draw: the reservoir sampler's random number for tree `j` and point `seq` is
+//!   `unit_open(mix64(stream_j + seq * GOLDEN_GAMMA))`. Because it depends on nothing but
+//!   `(seed, tree, seq)`, the sampler weights never need to be stored; the decoder
 //!   recomputes them. That saves 8 bytes per sampled point in every checkpoint.
 //!
 //! We write these ourselves (no `rand` crate): the generators are a few lines each, their
 //! output must never change between releases (it is baked into checkpoints), and a dependency
 //! upgrade must not be able to change it.
 
-/// Weyl-sequence increment of splitmix64 (2^64 / golden ratio, odd).
-pub const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
-
-/// The splitmix64 finaliser: a bijective 64-bit mixing function with full avalanche.
-///
-/// `mix64(base + i * GOLDEN)` for `i = 0, 1, 2, …` is exactly the splitmix64 stream started at
-/// `base`, which passes BigCrush; we use it both to expand seeds and as the counter-based draw.
-#[inline]
-pub fn mix64(x: u64) -> u64 {
-    let mut z = x;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+use crate::core::hash::{GOLDEN_GAMMA, mix64, unit_f64};
 
 /// Maps 64 random bits to a uniform `f64` in the open interval (0, 1).
 ///
@@ -44,7 +32,9 @@ pub fn unit_open(bits: u64) -> f64 {
 /// The counter-based uniform draw for `stream` at position `counter`, in (0, 1).
 #[inline]
 pub fn counter_uniform(stream: u64, counter: u64) -> f64 {
-    unit_open(mix64(stream.wrapping_add(counter.wrapping_mul(GOLDEN))))
+    unit_open(mix64(
+        stream.wrapping_add(counter.wrapping_mul(GOLDEN_GAMMA)),
+    ))
 }
 
 /// A xoshiro256** generator (Blackman and Vigna), seeded through splitmix64.
@@ -61,12 +51,12 @@ impl Rng {
     pub fn seed_from(seed: u64) -> Self {
         let mut s = [0u64; 4];
         for (i, word) in s.iter_mut().enumerate() {
-            *word = mix64(seed.wrapping_add((i as u64 + 1).wrapping_mul(GOLDEN)));
+            *word = mix64(seed.wrapping_add((i as u64 + 1).wrapping_mul(GOLDEN_GAMMA)));
         }
         if s == [0; 4] {
             // Cannot happen for splitmix64 output of four distinct inputs, but xoshiro must
             // never start from the all-zero state, so make the guarantee local.
-            s[0] = GOLDEN;
+            s[0] = GOLDEN_GAMMA;
         }
         Self { s }
     }
@@ -99,7 +89,7 @@ impl Rng {
     /// A uniform `f64` in [0, 1) with 53 random bits.
     #[inline]
     pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        unit_f64(self.next_u64())
     }
 }
 

@@ -28,7 +28,7 @@
 
 use thiserror::Error;
 
-use super::codec::{DecodeError, Reader, Writer};
+use crate::core::codec::{DecodeError, Reader, Writer};
 
 const MAGIC: &[u8; 4] = b"OTHR";
 const VERSION: u16 = 1;
@@ -201,8 +201,7 @@ impl Thresholder {
     /// varint:count f64:weight f64:sum f64:sum_sq u64:FNV-1a checksum`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let mut w = Writer::new(out);
-        w.bytes(MAGIC);
-        w.u16(VERSION);
+        w.header(MAGIC, VERSION);
         w.f64(self.cfg.z_factor);
         w.f64(self.cfg.floor);
         w.f64(self.cfg.initial);
@@ -212,19 +211,13 @@ impl Thresholder {
         w.f64(self.weight);
         w.f64(self.sum);
         w.f64(self.sum_sq);
-        w.finish();
+        w.finish_with_checksum();
     }
 
     /// Restores what [`Thresholder::encode`] wrote; continues bit-identically.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::checked(bytes)?;
-        if r.take(4)? != MAGIC {
-            return Err(DecodeError::BadMagic("rcf thresholder"));
-        }
-        let version = r.u16()?;
-        if version != VERSION {
-            return Err(DecodeError::UnsupportedVersion(version));
-        }
+        let mut r = Reader::with_checksum(bytes)?;
+        r.header(MAGIC, "rcf thresholder", VERSION)?;
         let cfg = ThresholdConfig {
             z_factor: r.f64()?,
             floor: r.f64()?,
@@ -233,7 +226,7 @@ impl Thresholder {
             horizon: r.f64()?,
         };
         cfg.validate()
-            .map_err(|_| DecodeError::Corrupt("invalid threshold configuration"))?;
+            .map_err(|_| DecodeError::invalid("invalid threshold configuration"))?;
         let t = Self {
             cfg,
             count: r.varint()?,
@@ -241,9 +234,9 @@ impl Thresholder {
             sum: r.f64()?,
             sum_sq: r.f64()?,
         };
-        r.end()?;
+        r.finish()?;
         if !(t.weight.is_finite() && t.sum.is_finite() && t.sum_sq.is_finite() && t.weight >= 0.0) {
-            return Err(DecodeError::Corrupt("non-finite threshold statistics"));
+            return Err(DecodeError::invalid("non-finite threshold statistics"));
         }
         Ok(t)
     }

@@ -6,12 +6,10 @@
 //! except under `CI=true`, where a missing dataset is a failure.
 
 use super::damp::{Damp, DampConfig, MassMode, damp_profile};
-use super::left_mp::{
-    CONSTANT_REL_SIGMA, Discord, LeftMatrixProfile, NanPolicy, ParamError, left_profile,
-    left_profile_discords,
-};
+use super::left_mp::{Discord, LeftMatrixProfile, NanPolicy, left_profile, left_profile_discords};
 use super::simd::{self, Best, Kernel, MAX_TILE, Step, Tile};
 use super::threshold::{Threshold, ThresholdSpec, estimate_period};
+use super::{CONSTANT_REL_SIGMA, ParamError};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 
@@ -1175,11 +1173,11 @@ fn decode_rejects_bad_states() {
     let mut bytes = Vec::new();
     mp.encode(&mut bytes);
     assert!(LeftMatrixProfile::decode(&bytes).is_ok());
-    use super::left_mp::DecodeError;
-    assert_eq!(
-        LeftMatrixProfile::decode(&bytes[..bytes.len() - 1]).err(),
-        Some(DecodeError::Truncated)
-    );
+    use crate::core::DecodeError;
+    assert!(matches!(
+        LeftMatrixProfile::decode(&bytes[..bytes.len() - 1]),
+        Err(DecodeError::Truncated { .. })
+    ));
     let mut wrong = bytes.clone();
     wrong[0] = b'X';
     assert!(matches!(
@@ -1196,7 +1194,7 @@ fn decode_rejects_bad_states() {
     longer.push(0);
     assert!(matches!(
         LeftMatrixProfile::decode(&longer),
-        Err(DecodeError::Invalid(_))
+        Err(DecodeError::TrailingBytes(1))
     ));
     assert!(Damp::decode(&bytes).is_err());
     assert!(Threshold::decode(&bytes).is_err());
