@@ -6,26 +6,47 @@ use tokio::time::timeout;
 
 use super::*;
 
-/// Starts the endpoint on 127.0.0.1:0; returns its address, health flags and stop token.
-async fn start(
-    limits: Limits,
-) -> (
-    String,
-    Arc<Health>,
-    CancellationToken,
-    tokio::task::JoinHandle<()>,
-) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let health = Arc::new(Health::default());
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(serve_with(
-        listener,
-        Arc::clone(&health),
-        stop.clone(),
-        limits,
-    ));
-    (addr, health, stop, task)
+/// The endpoint under test, on 127.0.0.1:0.
+struct Endpoint {
+    addr: String,
+    health: Arc<Health>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Endpoint {
+    async fn start(max_connections: usize, header_timeout: Duration) -> Endpoint {
+        let limits = Limits {
+            max_connections,
+            header_timeout,
+            connection_timeout: Duration::from_secs(60),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let health = Arc::new(Health::default());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(serve_with(
+            listener,
+            Arc::clone(&health),
+            stop.clone(),
+            limits,
+        ));
+        Endpoint {
+            addr,
+            health,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops the endpoint; `serve` must return within the shutdown grace.
+    async fn stop(self) {
+        self.stop.cancel();
+        timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("serve returns within the shutdown grace")
+            .unwrap();
+    }
 }
 
 /// One request; the whole answer as text (the server closes the connection after it).
@@ -61,7 +82,8 @@ async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
 
 #[tokio::test]
 async fn routes_answer_with_their_status_type_and_body() {
-    let (addr, health, stop, task) = start(Limits::default()).await;
+    let endpoint = Endpoint::start(64, Duration::from_secs(5)).await;
+    let (addr, health) = (endpoint.addr.clone(), Arc::clone(&endpoint.health));
     let plain = "text/plain";
     let a = request(&addr, "GET", "/healthz").await;
     assert_eq!(parts(&a), ("HTTP/1.1 200 OK", plain, "ok\n"));
@@ -96,21 +118,13 @@ async fn routes_answer_with_their_status_type_and_body() {
         a.contains("connection: close\r\n"),
         "one answer per connection: {a}"
     );
-    stop.cancel();
-    timeout(Duration::from_secs(5), task)
-        .await
-        .unwrap()
-        .unwrap();
+    endpoint.stop().await;
 }
 
 #[tokio::test]
 async fn healthz_answers_while_clients_stall_and_stalled_clients_are_dropped() {
-    let limits = Limits {
-        max_connections: 8,
-        header_timeout: Duration::from_millis(300),
-        connection_timeout: Duration::from_secs(30),
-    };
-    let (addr, _health, stop, task) = start(limits).await;
+    let endpoint = Endpoint::start(8, Duration::from_millis(300)).await;
+    let addr = endpoint.addr.clone();
     // Four clients that connect and say nothing, two that send half a request head.
     let mut stalled = Vec::new();
     for i in 0..6 {
@@ -130,21 +144,13 @@ async fn healthz_answers_while_clients_stall_and_stalled_clients_are_dropped() {
             "a client that never sends its request head is dropped"
         );
     }
-    stop.cancel();
-    timeout(Duration::from_secs(5), task)
-        .await
-        .unwrap()
-        .unwrap();
+    endpoint.stop().await;
 }
 
 #[tokio::test]
 async fn connections_beyond_the_limit_are_closed_and_slots_come_back() {
-    let limits = Limits {
-        max_connections: 2,
-        header_timeout: Duration::from_secs(60),
-        connection_timeout: Duration::from_secs(60),
-    };
-    let (addr, _health, stop, task) = start(limits).await;
+    let endpoint = Endpoint::start(2, Duration::from_secs(60)).await;
+    let addr = endpoint.addr.clone();
     let held: Vec<TcpStream> = vec![
         TcpStream::connect(&addr).await.unwrap(),
         TcpStream::connect(&addr).await.unwrap(),
@@ -172,21 +178,13 @@ async fn connections_beyond_the_limit_are_closed_and_slots_come_back() {
     })
     .await;
     assert!(answered.is_ok(), "freed slots are reused");
-    stop.cancel();
-    timeout(Duration::from_secs(5), task)
-        .await
-        .unwrap()
-        .unwrap();
+    endpoint.stop().await;
 }
 
 #[tokio::test]
 async fn stop_returns_promptly_despite_a_stalled_client() {
-    let limits = Limits {
-        max_connections: 4,
-        header_timeout: Duration::from_secs(60),
-        connection_timeout: Duration::from_secs(60),
-    };
-    let (addr, _health, stop, task) = start(limits).await;
+    let endpoint = Endpoint::start(4, Duration::from_secs(60)).await;
+    let addr = endpoint.addr.clone();
     let mut stalled = TcpStream::connect(&addr).await.unwrap();
     stalled
         .write_all(b"GET /metrics HTTP/1.1\r\n")
@@ -195,11 +193,7 @@ async fn stop_returns_promptly_despite_a_stalled_client() {
     // Let the server accept it before stopping.
     let a = request(&addr, "GET", "/healthz").await;
     assert_eq!(parts(&a).2, "ok\n");
-    stop.cancel();
-    timeout(Duration::from_secs(5), task)
-        .await
-        .expect("serve returns within the shutdown grace")
-        .unwrap();
+    endpoint.stop().await;
     assert!(closed_within(&mut stalled, Duration::from_secs(5)).await);
     assert!(
         TcpStream::connect(&addr).await.is_err(),
