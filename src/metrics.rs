@@ -5,16 +5,16 @@
 //! Labels are limited to `component`, `operator`, `partition` and a bounded `reason`, never a
 //! record key: a per-key label would grow without bound.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+
+mod server;
+
+pub use server::{Health, serve};
 
 /// Records read by a source.
 pub const SOURCE_RECORDS: &str = "osprey_source_records_total";
@@ -361,74 +361,4 @@ pub fn now_secs() -> f64 {
 pub fn get() -> &'static Metrics {
     static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
     &METRICS
-}
-
-/// Health flags served by the HTTP endpoint.
-#[derive(Debug, Default)]
-pub struct Health {
-    /// State restored and sources started.
-    pub ready: AtomicBool,
-}
-
-/// Serves `/metrics`, `/healthz` and `/readyz` on an already bound listener until `stop`.
-///
-/// A deliberately small HTTP/1.1 responder: three GET routes, one response per connection.
-pub async fn serve(listener: TcpListener, health: Arc<Health>, stop: CancellationToken) {
-    loop {
-        let conn = tokio::select! {
-            biased;
-            () = stop.cancelled() => return,
-            c = listener.accept() => c,
-        };
-        let Ok((mut stream, _)) = conn else { continue };
-        let health = Arc::clone(&health);
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut n = 0;
-            // Read until the end of the request head (or 4 KiB, or 5 s).
-            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                while n < buf.len() {
-                    match stream.read(&mut buf[n..]).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(k) => n += k,
-                    }
-                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-            })
-            .await;
-            if read.is_err() {
-                return;
-            }
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let mut parts = head.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let path = path.split('?').next().unwrap_or("");
-            let (status, ctype, body) = match (method, path) {
-                ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", get().render()),
-                ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
-                ("GET", "/readyz") if health.ready.load(Ordering::Relaxed) => {
-                    ("200 OK", "text/plain", "ready\n".to_string())
-                }
-                ("GET", "/readyz") => (
-                    "503 Service Unavailable",
-                    "text/plain",
-                    "starting\n".to_string(),
-                ),
-                ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
-                _ => (
-                    "405 Method Not Allowed",
-                    "text/plain",
-                    "method not allowed\n".to_string(),
-                ),
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(resp.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
-    }
 }

@@ -1374,3 +1374,196 @@ enabled = false
         assert!(r.get("enrich_error").is_none());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tier 3 over HTTPS: a TLS origin with a CA made here, trusted through `SSL_CERT_FILE` (read by
+// the system trust store loader), reached through a plain-HTTP redirect.
+
+/// Serves `listener` on threads, one per connection wrapped by `wrap` (TLS or not), with
+/// keep-alive: each request's path is answered with the bytes `answer` returns for it.
+fn serve_blocking<S: std::io::Read + std::io::Write + Send + 'static>(
+    listener: std::net::TcpListener,
+    wrap: impl Fn(std::net::TcpStream) -> S + Send + Sync + 'static,
+    answer: impl Fn(&str) -> String + Send + Sync + 'static,
+) {
+    use std::io::BufRead;
+    let (wrap, answer) = (Arc::new(wrap), Arc::new(answer));
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let (wrap, answer) = (Arc::clone(&wrap), Arc::clone(&answer));
+            std::thread::spawn(move || {
+                let mut s = std::io::BufReader::new(wrap(tcp));
+                loop {
+                    let mut line = String::new();
+                    if s.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    loop {
+                        let mut h = String::new();
+                        if s.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if h.trim().is_empty() {
+                            break;
+                        }
+                    }
+                    let resp = answer(&path);
+                    if s.get_mut().write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                    let _ = s.get_mut().flush();
+                }
+            });
+        }
+    });
+}
+
+/// A TLS origin on 127.0.0.1 (rustls, the certificate `server.crt` in `dir`):
+/// `/things/<key>` is [`origin_value`] (404 when unknown); `/things/down` redirects to
+/// `downgrade`, a plain http:// URL the client must refuse to follow. Returns its port.
+fn start_tls_origin(dir: &Path, downgrade: String) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.crt"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tls = move |tcp| {
+        rustls::StreamOwned::new(
+            rustls::ServerConnection::new(Arc::clone(&config)).unwrap(),
+            tcp,
+        )
+    };
+    serve_blocking(listener, tls, move |path| {
+        let key = path.rsplit('/').next().unwrap_or("");
+        let (status, extra, body) = match origin_value(key) {
+            _ if key == "down" => (
+                "302 Found",
+                format!("Location: {downgrade}\r\n"),
+                String::new(),
+            ),
+            Some(v) => ("200 OK", String::new(), v.to_string()),
+            None => ("404 Not Found", String::new(), "{}".into()),
+        };
+        format!(
+            "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    });
+    port
+}
+
+/// A plain origin redirecting every `/things/<key>` to `https://127.0.0.1:<tls_port>`.
+fn start_redirector(tls_port: u16) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    serve_blocking(
+        listener,
+        |tcp| tcp,
+        move |path| {
+            format!(
+                "HTTP/1.1 301 Moved Permanently\r\nLocation: https://127.0.0.1:{tls_port}{path}\r\n\
+             Content-Length: 0\r\n\r\n"
+            )
+        },
+    );
+    format!("http://{addr}/things/{{key}}")
+}
+
+#[test]
+fn https_origin_behind_a_redirect_enriches_and_refuses_downgrades() {
+    if which("openssl").is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "openssl not on PATH under CI=true"
+        );
+        eprintln!("skipping: no openssl on PATH");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_ca(d, "ca");
+    make_leaf(
+        d,
+        "ca",
+        "server",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    );
+    let tls_port = start_tls_origin(d, "http://127.0.0.1:9/things/down".into());
+    let origin = start_redirector(tls_port);
+    std::fs::write(
+        d.join("input.jsonl"),
+        "{\"id\":\"k1\",\"x\":1}\n{\"id\":\"nope\",\"x\":2}\n{\"id\":\"down\",\"x\":3}\n{\"id\":\"k2\",\"x\":4}\n",
+    )
+    .unwrap();
+    let j = job(
+        d,
+        "https.toml",
+        &format!(
+            r#"name = "https-origin"
+[source]
+type = "file"
+path = "{{dir}}/input.jsonl"
+[record]
+key = "id"
+values = ["x"]
+[[operators]]
+type = "enrich"
+field = "meta"
+retries = 0
+timeout = "10s"
+[operators.origin]
+type = "http"
+url = "{origin}"
+[sink]
+type = "file"
+path = "{{dir}}/out"
+[state]
+dir = "{{dir}}/data"
+[metrics]
+enabled = false
+"#
+        ),
+    );
+    let out = osprey()
+        .args(["run", j.to_str().unwrap()])
+        .env("SSL_CERT_FILE", d.join("ca.crt"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = published_json(&d.join("out"));
+    assert_eq!(got.len(), 4);
+    let by_id = |id: &str| got.iter().find(|r| r["id"] == id).unwrap().clone();
+    for k in ["k1", "k2"] {
+        assert_eq!(by_id(k).get("meta"), origin_value(k).as_ref(), "{k}");
+    }
+    assert_eq!(
+        by_id("nope").get("meta"),
+        None,
+        "a 404 leaves the record as it was"
+    );
+    let down = by_id("down");
+    assert_eq!(down.get("meta"), None);
+    assert_eq!(
+        down["enrich_error"], "origin_status",
+        "https -> http is not followed"
+    );
+}

@@ -196,9 +196,14 @@ impl OriginConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpOrigin {
-    /// `http://host:port/path/{key}`: `{key}` is replaced by the URL-encoded lookup key.
-    /// Plain HTTP only.
+    /// `http://host:port/path/{key}` or `https://…`: `{key}` is replaced by the URL-encoded
+    /// lookup key. TLS servers are verified against the system's trusted CA certificates.
+    /// Redirects are followed (at most 5, never from https to http).
     pub url: String,
+    /// Longest response body accepted; a longer one (or a larger `Content-Length`) is an
+    /// `origin_malformed` failure, refused without reading it. Default 1 MiB.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
 }
 
 /// `origin.type = "file"`.
@@ -264,6 +269,9 @@ pub enum FileFormat {
     Jsonl,
 }
 
+fn default_max_response_bytes() -> u64 {
+    1 << 20
+}
 fn default_max_table_bytes() -> u64 {
     512 << 20
 }
@@ -355,13 +363,21 @@ impl EnrichConfig {
                 }
             }
         }
-        if let OriginConfig::Http(h) = &self.origin
-            && (!h.url.starts_with("http://") || !h.url.contains("{key}"))
-        {
-            errors.push(ConfigError::new(
-                "origin.url",
-                "must be an http:// URL containing {key}",
-            ));
+        if let OriginConfig::Http(h) = &self.origin {
+            if !(h.url.starts_with("http://") || h.url.starts_with("https://"))
+                || !h.url.contains("{key}")
+            {
+                errors.push(ConfigError::new(
+                    "origin.url",
+                    "must be an http:// or https:// URL containing {key}",
+                ));
+            }
+            if h.max_response_bytes == 0 {
+                errors.push(ConfigError::new(
+                    "origin.max_response_bytes",
+                    "must be at least 1",
+                ));
+            }
         }
         if let OriginConfig::S3(o) = &self.origin {
             if o.bucket_and_key().is_none() {

@@ -36,6 +36,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod http;
 pub mod origin;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -375,7 +376,7 @@ impl Enrich {
             });
         }
         let origin = match &cfg.origin {
-            OriginConfig::Http(h) => OriginTier::Http(Arc::new(HttpClient::new(&h.url)?)),
+            OriginConfig::Http(h) => OriginTier::Http(Arc::new(HttpClient::new(h)?)),
             OriginConfig::None | OriginConfig::File(_) | OriginConfig::S3(_) => OriginTier::None,
         };
         Ok(Enrich {

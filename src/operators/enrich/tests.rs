@@ -326,7 +326,7 @@ async fn preload_refresh_swaps_the_table_in_the_background() {
 #[test]
 fn config_validation_reports_bad_combinations() {
     let cfg: EnrichConfig = toml::from_str(
-        "capacity = 0\nmode = \"preload\"\n[origin]\ntype = \"http\"\nurl = \"https://x/{key}\"\n",
+        "capacity = 0\nmode = \"preload\"\n[origin]\ntype = \"http\"\nurl = \"ftp://x/{key}\"\n",
     )
     .unwrap();
     let fields: Vec<String> = cfg
