@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use osprey::event::Record;
+use osprey::core::Record;
 use osprey::operators::enrich::{Enrich, config::EnrichConfig};
 use osprey::operators::{BuildContext, Context, Operator};
 use osprey::state::MemoryBackend;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use osprey::event::{Field, Record};
+use osprey::core::{Field, Record};
 use osprey::operators::enrich::{Enrich, config::EnrichConfig};
 use osprey::operators::{BuildContext, Context, Operator};
 use osprey::state::MemoryBackend;
@@ -863,10 +863,10 @@ async fn s3_origin_serves_lookups_and_preloads() {
         let mine: Vec<Record> = records(&all)
             .into_iter()
             .map(|mut r| {
-                r.key_group = osprey::partition::key_group(r.key.as_bytes(), 16);
+                r.key_group = osprey::core::partition::key_group(r.key.as_bytes(), 16);
                 r
             })
-            .filter(|r| osprey::partition::partition_of(r.key_group, 16, 2) == p)
+            .filter(|r| osprey::core::partition::partition_of(r.key_group, 16, 2) == p)
             .collect();
         let out = run(&mut op, &mut cx, mine).await;
         for r in &out {

@@ -103,7 +103,10 @@ fn assert_imports_only(layer: &str, allowed: &[&str]) {
     }
     bad.sort();
     bad.dedup();
-    assert!(bad.is_empty(), "{layer} reaches outside {allowed:?}: {bad:#?}");
+    assert!(
+        bad.is_empty(),
+        "{layer} reaches outside {allowed:?}: {bad:#?}"
+    );
 }
 
 #[test]

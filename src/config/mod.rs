@@ -34,6 +34,7 @@ mod spanned;
 mod tests;
 
 pub use crate::core::{ConfigError, Duration, MissingPolicy, RecordConfig, parse_duration};
+pub use crate::state::BackendKind;
 
 use std::path::{Path, PathBuf};
 
@@ -112,17 +113,6 @@ impl RuntimeConfig {
         self.partitions
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
     }
-}
-
-/// Which state backend keeps keyed state.
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum BackendKind {
-    /// RocksDB on local disk (default).
-    #[default]
-    Rocksdb,
-    /// In memory, snapshotted to a file per checkpoint: small state and tests.
-    Memory,
 }
 
 /// Keyed state storage.

@@ -17,8 +17,8 @@ use serde::Deserialize;
 
 use crate::connectors::{Poll, RawItem, Source, SourceSpec};
 use crate::core::hash::{splitmix64, unit_f64};
-use crate::core::{ConfigError, Duration, Origin, RecordConfig};
 use crate::core::time;
+use crate::core::{ConfigError, Duration, Origin, RecordConfig};
 use crate::{Error, Result};
 
 /// Which workload.

@@ -74,9 +74,10 @@ pub struct Attempts {
 impl Attempts {
     /// The delay before the next retry.
     pub fn next_delay(&mut self) -> Duration {
-        let d = self
-            .policy
-            .delay(self.attempt, self.seed.wrapping_add(u64::from(self.attempt)));
+        let d = self.policy.delay(
+            self.attempt,
+            self.seed.wrapping_add(u64::from(self.attempt)),
+        );
         self.attempt = self.attempt.saturating_add(1);
         d
     }
@@ -103,7 +104,10 @@ mod tests {
             let base = (10u64 << attempt).min(50);
             for seed in 0..50 {
                 let d = b.delay(attempt, seed).as_secs_f64() * 1000.0;
-                assert!(d >= base as f64 * 0.5 && d < base as f64, "{attempt} {seed} {d}");
+                assert!(
+                    d >= base as f64 * 0.5 && d < base as f64,
+                    "{attempt} {seed} {d}"
+                );
             }
         }
         assert_eq!(b.delay(3, 7), b.delay(3, 7));

@@ -49,7 +49,6 @@ pub struct DeadLetter {
     pub origin: Origin,
 }
 
-
 impl DeadLetter {
     /// A dead letter for `record`, which is written out as JSON.
     pub fn of_record(reason: &'static str, message: impl Into<String>, record: &Record) -> Self {

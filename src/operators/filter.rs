@@ -6,8 +6,8 @@ use serde::Deserialize;
 
 use super::{BuildContext, Context, Operator};
 use crate::Result;
-use crate::config::ConfigError;
-use crate::event::{Batch, Field};
+use crate::core::ConfigError;
+use crate::core::{Batch, Field};
 
 /// `type = "filter"`.
 #[derive(Debug, Clone, Deserialize)]

@@ -376,7 +376,10 @@ mod tests {
         let backend: Arc<dyn StateBackend> = Arc::new(MemoryBackend::default());
         let specs = || vec![COUNTS.spec("counts").cache_keys(8), NAMES.spec("names")];
         let mut tables = Tables::open(&backend, "op", specs()).unwrap();
-        *tables.get(COUNTS).get_or_insert_with(3, b"k", 0, || 0).unwrap() += 5;
+        *tables
+            .get(COUNTS)
+            .get_or_insert_with(3, b"k", 0, || 0)
+            .unwrap() += 5;
         tables.get(NAMES).insert(3, b"k", 0, b"v".to_vec());
         let mut writes = WriteBatch::default();
         tables.flush(&mut writes);

@@ -38,8 +38,9 @@ impl MemoryBackend {
         let mut tables = Vec::new();
         let n = r.u64().map_err(|e| corrupt(e.to_string()))?;
         for _ in 0..n {
-            let name = String::from_utf8(r.len_bytes().map_err(|e| corrupt(e.to_string()))?.to_vec())
-                .map_err(|_| corrupt("table name not UTF-8".into()))?;
+            let name =
+                String::from_utf8(r.len_bytes().map_err(|e| corrupt(e.to_string()))?.to_vec())
+                    .map_err(|_| corrupt("table name not UTF-8".into()))?;
             let entries = r.u64().map_err(|e| corrupt(e.to_string()))?;
             let mut map = BTreeMap::new();
             for _ in 0..entries {

@@ -19,8 +19,9 @@ pub use rocks::RocksBackend;
 use std::path::Path;
 use std::sync::Arc;
 
+use serde::Deserialize;
+
 use crate::Result;
-use crate::config::BackendKind;
 
 /// Index of an opened table.
 pub type TableId = usize;
@@ -65,6 +66,17 @@ pub trait StateBackend: Send + Sync + 'static {
     fn size_bytes(&self) -> u64;
     /// Names of the tables, in id order.
     fn table_names(&self) -> Vec<String>;
+}
+
+/// Which state backend keeps keyed state.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// RocksDB on local disk (default).
+    #[default]
+    Rocksdb,
+    /// In memory, snapshotted to a file per checkpoint: small state and tests.
+    Memory,
 }
 
 /// Opens the backend for a job: fresh at `live_dir`, or restored from a checkpoint's snapshot.

@@ -365,7 +365,7 @@ pub async fn run(
 /// Deterministic content only (no wall-clock time), so a replay after a restore writes the
 /// same bytes an uninterrupted run would.
 pub fn dead_letter_record(component: &str, dl: &DeadLetter, bytes: Option<usize>) -> Record {
-    use crate::event::write_json_str;
+    use crate::core::record::write_json_str;
     const MAX_DATA: usize = 4096;
     let mut raw = String::with_capacity(128 + dl.data.len().min(MAX_DATA));
     raw.push_str("{\"reason\":");

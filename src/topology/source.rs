@@ -7,10 +7,10 @@ use tokio::sync::mpsc;
 
 use super::{Ack, Fill, Message, dead_letter_record};
 use crate::connectors::{Poll, RawItem, Sink, Source};
-use crate::event::{Batch, Record};
+use crate::core::partition::partition_of;
+use crate::core::{Batch, Record};
 use crate::operators::{Barrier, DeadLetter};
 use crate::parse::Parser;
-use crate::partition::partition_of;
 use crate::{Error, Result};
 
 pub(super) struct SourceDriver {

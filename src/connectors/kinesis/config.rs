@@ -121,7 +121,8 @@ impl SourceSpec for KinesisSourceConfig {
                 "is required with start = \"at_timestamp\"",
             )),
             (StartPosition::AtTimestamp, Some(t))
-                if crate::core::time::parse_time(t, crate::core::time::TimeUnit::Millis).is_err() =>
+                if crate::core::time::parse_time(t, crate::core::time::TimeUnit::Millis)
+                    .is_err() =>
             {
                 errors.push(ConfigError::new(
                     "source.start_timestamp",

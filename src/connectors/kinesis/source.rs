@@ -50,12 +50,9 @@ impl KinesisSource {
         let start_ms = match cfg.start {
             StartPosition::TrimHorizon => None,
             StartPosition::Latest => Some((crate::metrics::now_secs() * 1000.0) as i64),
-            StartPosition::AtTimestamp => cfg
-                .start_timestamp
-                .as_deref()
-                .and_then(|t| {
-                    crate::core::time::parse_time(t, crate::core::time::TimeUnit::Millis).ok()
-                }),
+            StartPosition::AtTimestamp => cfg.start_timestamp.as_deref().and_then(|t| {
+                crate::core::time::parse_time(t, crate::core::time::TimeUnit::Millis).ok()
+            }),
         };
         let mode = match &cfg.consumer {
             ConsumerConfig::Polling => Mode::Polling(Polling::new(

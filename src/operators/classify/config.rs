@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, Duration};
+use crate::core::{ConfigError, Duration};
 
 /// `type = "classify_image"`.
 #[derive(Debug, Clone, Deserialize)]

@@ -432,8 +432,8 @@ impl Enrich {
                 let state = tables.get(TABLE);
                 let mut kept = Vec::new();
                 for (k, v) in table.iter() {
-                    let kg = crate::partition::key_group(k.as_bytes(), self.key_groups);
-                    if crate::partition::partition_of(kg, self.key_groups, self.partitions)
+                    let kg = crate::core::partition::key_group(k.as_bytes(), self.key_groups);
+                    if crate::core::partition::partition_of(kg, self.key_groups, self.partitions)
                         == self.partition
                     {
                         state.insert(kg, k.as_bytes(), 0, TableValue(Arc::clone(v)));

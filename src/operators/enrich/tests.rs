@@ -154,7 +154,7 @@ fn context(partition: usize) -> Context {
 
 fn record(key: &str) -> Record {
     let mut r = Record::new(key, vec![1.0]);
-    r.key_group = crate::partition::key_group(key.as_bytes(), 64);
+    r.key_group = crate::core::partition::key_group(key.as_bytes(), 64);
     r.raw = Some(format!(r#"{{"sensor_id":{key}}}"#).into());
     r
 }
@@ -241,7 +241,7 @@ async fn partitioned_preload_keeps_only_owned_keys_in_keyed_state() {
         // Records routed here: the keys this partition owns all resolve.
         let batch: Vec<Record> = (1..=50)
             .map(|i| record(&i.to_string()))
-            .filter(|r| crate::partition::partition_of(r.key_group, 64, 2) == p)
+            .filter(|r| crate::core::partition::partition_of(r.key_group, 64, 2) == p)
             .collect();
         let n = batch.len();
         let mut out = Vec::new();

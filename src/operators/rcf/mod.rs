@@ -107,9 +107,8 @@ impl RcfOperator {
             m_points: scope.counter(
                 &m.operator_counter(POINTS_SCORED, "Points scored by the Random Cut Forest"),
             ),
-            m_anomalies: scope.counter(
-                &m.operator_counter(ANOMALIES, "Points the Random Cut Forest flagged"),
-            ),
+            m_anomalies: scope
+                .counter(&m.operator_counter(ANOMALIES, "Points the Random Cut Forest flagged")),
             m_warmup: scope.counter(&m.operator_counter(
                 WARMUP_POINTS,
                 "Records the Random Cut Forest gave no score while warming up",
