@@ -327,8 +327,10 @@ impl MetricsScope {
 /// Cloning shares them.
 #[derive(Clone, Default)]
 pub struct Resources {
-    inner: Arc<Mutex<HashMap<(TypeId, String), Arc<dyn Any + Send + Sync>>>>,
+    inner: Arc<Mutex<ResourceMap>>,
 }
+
+type ResourceMap = HashMap<(TypeId, String), Arc<dyn Any + Send + Sync>>;
 
 impl std::fmt::Debug for Resources {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
