@@ -257,17 +257,9 @@ impl Metrics {
         help: &str,
         extra: &[&str],
     ) -> IntCounterVec {
-        let mut map = self
-            .operator_counters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        map.entry(name.to_string())
-            .or_insert_with(|| {
-                let mut labels = vec!["operator", "partition"];
-                labels.extend_from_slice(extra);
-                counter(&self.registry, name, help, &labels)
-            })
-            .clone()
+        let mut labels = vec!["operator", "partition"];
+        labels.extend_from_slice(extra);
+        self.labeled_counter(name, help, &labels)
     }
 
     /// A per-operator counter with a bounded `reason` label (failures by reason), registered

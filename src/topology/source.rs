@@ -29,6 +29,18 @@ pub(super) struct SourceDriver {
 }
 
 impl SourceDriver {
+    /// Handles a barrier request (`None`: the coordinator is gone). True when the task must
+    /// stop: after the final barrier, or without a coordinator.
+    async fn on_trigger(&mut self, trigger: Option<Barrier>) -> Result<bool> {
+        match trigger {
+            Some(b) => {
+                self.barrier(b).await?;
+                Ok(b.then_stop)
+            }
+            None => Ok(true),
+        }
+    }
+
     pub async fn run(mut self) -> Result<()> {
         let m = crate::metrics::get();
         let records_metric = m.source_records.with_label_values(&[&self.component]);
@@ -38,14 +50,9 @@ impl SourceDriver {
         loop {
             if finished {
                 // Everything is read; wait for the final barrier.
-                match self.triggers.recv().await {
-                    Some(b) => {
-                        self.barrier(b).await?;
-                        if b.then_stop {
-                            return Ok(());
-                        }
-                    }
-                    None => return Ok(()),
+                let t = self.triggers.recv().await;
+                if self.on_trigger(t).await? {
+                    return Ok(());
                 }
                 continue;
             }
@@ -53,14 +60,8 @@ impl SourceDriver {
             let polled = tokio::select! {
                 biased;
                 t = self.triggers.recv() => {
-                    match t {
-                        Some(b) => {
-                            self.barrier(b).await?;
-                            if b.then_stop {
-                                return Ok(());
-                            }
-                        }
-                        None => return Ok(()),
+                    if self.on_trigger(t).await? {
+                        return Ok(());
                     }
                     continue;
                 }
