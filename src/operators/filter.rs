@@ -69,3 +69,22 @@ impl Operator for Filter {
         Ok(())
     }
 }
+
+impl super::OperatorSpec for FilterConfig {
+    fn type_name(&self) -> &'static str {
+        "filter"
+    }
+    fn name(&self) -> &str {
+        FilterConfig::name(self)
+    }
+    fn validate(
+        &self,
+        _record: &crate::core::RecordConfig,
+        _values: &[String],
+    ) -> Vec<ConfigError> {
+        FilterConfig::validate(self)
+    }
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Operator>> {
+        Ok(Box::new(Filter::new(self, cx)))
+    }
+}

@@ -104,70 +104,61 @@ pub enum OperatorConfig {
 crate::core::config::tagged!(OperatorConfig, "type");
 
 impl OperatorConfig {
+    /// The variant's [`OperatorSpec`]: the one `match` over operator types.
+    pub fn spec(&self) -> &dyn OperatorSpec {
+        match self {
+            OperatorConfig::Stats(c) => c,
+            OperatorConfig::Discord(c) => c,
+            OperatorConfig::Rcf(c) => c,
+            OperatorConfig::Filter(c) => c,
+            OperatorConfig::Enrich(c) => c.as_ref(),
+            #[cfg(feature = "onnx")]
+            OperatorConfig::ClassifyImage(c) => c,
+        }
+    }
+
     /// The `type` tag.
     pub fn type_name(&self) -> &'static str {
-        match self {
-            OperatorConfig::Stats(_) => "stats",
-            OperatorConfig::Discord(_) => "discord",
-            OperatorConfig::Rcf(_) => "rcf",
-            OperatorConfig::Filter(_) => "filter",
-            OperatorConfig::Enrich(_) => "enrich",
-            #[cfg(feature = "onnx")]
-            OperatorConfig::ClassifyImage(_) => "classify_image",
-        }
+        self.spec().type_name()
     }
 
     /// The instance name (its `name` field, or the type).
     pub fn name(&self) -> &str {
-        match self {
-            OperatorConfig::Stats(c) => c.name.as_deref().unwrap_or("stats"),
-            OperatorConfig::Discord(c) => c.name(),
-            OperatorConfig::Rcf(c) => c.name(),
-            OperatorConfig::Filter(c) => c.name(),
-            OperatorConfig::Enrich(c) => c.name.as_deref().unwrap_or("enrich"),
-            #[cfg(feature = "onnx")]
-            OperatorConfig::ClassifyImage(c) => c.name.as_deref().unwrap_or("classify_image"),
-        }
+        self.spec().name()
     }
 
     /// Semantic checks (field paths relative to this operator). `values` are the job's
     /// effective value fields (generator defaults included).
     pub fn validate(&self, record: &RecordConfig, values: &[String]) -> Vec<ConfigError> {
-        match self {
-            OperatorConfig::Stats(c) => c.validate(record, values),
-            OperatorConfig::Discord(c) => c.validate(record, values),
-            OperatorConfig::Rcf(c) => c.validate(values),
-            OperatorConfig::Filter(c) => c.validate(),
-            OperatorConfig::Enrich(c) => c.validate(record),
-            #[cfg(feature = "onnx")]
-            OperatorConfig::ClassifyImage(c) => c.validate(),
-        }
+        self.spec().validate(record, values)
     }
 
     /// Names of the fields this operator appends to records.
     pub fn output_fields(&self) -> Vec<String> {
-        match self {
-            OperatorConfig::Stats(c) => c.output_fields(),
-            OperatorConfig::Discord(c) => c.output_fields(),
-            OperatorConfig::Rcf(c) => c.output_fields(),
-            OperatorConfig::Filter(_) => vec![],
-            OperatorConfig::Enrich(c) => vec![c.output.clone()],
-            // Results are new records, not fields appended to the input.
-            #[cfg(feature = "onnx")]
-            OperatorConfig::ClassifyImage(_) => vec![],
-        }
+        self.spec().output_fields()
     }
 
     /// Builds the instance for one partition.
     pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Operator>> {
-        Ok(match self {
-            OperatorConfig::Stats(c) => Box::new(stats::Stats::new(c, cx)),
-            OperatorConfig::Discord(c) => Box::new(matrix_profile::DiscordOperator::new(c, cx)),
-            OperatorConfig::Rcf(c) => Box::new(rcf::RcfOperator::new(c, cx)),
-            OperatorConfig::Filter(c) => Box::new(filter::Filter::new(c, cx)),
-            OperatorConfig::Enrich(c) => Box::new(enrich::Enrich::new(c, cx)?),
-            #[cfg(feature = "onnx")]
-            OperatorConfig::ClassifyImage(c) => Box::new(classify::ClassifyImage::new(c, cx)?),
-        })
+        self.spec().build(cx)
     }
+}
+
+/// What every operator's configuration answers; [`OperatorConfig::spec`] picks the variant's.
+/// Adding an operator is a folder (or file) implementing this and [`Operator`], plus its
+/// variant in [`OperatorConfig`] and one arm in `spec`.
+pub trait OperatorSpec: Send + Sync {
+    /// The `type` tag.
+    fn type_name(&self) -> &'static str;
+    /// The instance name: its `name` field, or the type.
+    fn name(&self) -> &str;
+    /// Semantic checks, field paths relative to the operator. `values` are the job's
+    /// effective value fields.
+    fn validate(&self, record: &RecordConfig, values: &[String]) -> Vec<ConfigError>;
+    /// Names of the fields the operator appends to records (for collision checks).
+    fn output_fields(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Builds the instance for one partition.
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Operator>>;
 }

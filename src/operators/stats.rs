@@ -211,6 +211,24 @@ impl Operator for Stats {
     }
 }
 
+impl super::OperatorSpec for StatsConfig {
+    fn type_name(&self) -> &'static str {
+        "stats"
+    }
+    fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("stats")
+    }
+    fn validate(&self, record: &RecordConfig, values: &[String]) -> Vec<ConfigError> {
+        StatsConfig::validate(self, record, values)
+    }
+    fn output_fields(&self) -> Vec<String> {
+        StatsConfig::output_fields(self)
+    }
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Operator>> {
+        Ok(Box::new(Stats::new(self, cx)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -419,6 +419,29 @@ impl Operator for ClassifyImage {
     }
 }
 
+impl super::OperatorSpec for ClassifyConfig {
+    fn type_name(&self) -> &'static str {
+        "classify_image"
+    }
+    fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("classify_image")
+    }
+    fn validate(
+        &self,
+        _record: &crate::core::RecordConfig,
+        _values: &[String],
+    ) -> Vec<crate::core::ConfigError> {
+        ClassifyConfig::validate(self)
+    }
+    /// Results are new records, not fields appended to the input.
+    fn output_fields(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Operator>> {
+        Ok(Box::new(ClassifyImage::new(self, cx)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,6 +45,28 @@ pub mod redis;
 mod resolve;
 pub mod table;
 
+impl super::OperatorSpec for EnrichConfig {
+    fn type_name(&self) -> &'static str {
+        "enrich"
+    }
+    fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("enrich")
+    }
+    fn validate(
+        &self,
+        record: &crate::core::RecordConfig,
+        _values: &[String],
+    ) -> Vec<crate::core::ConfigError> {
+        EnrichConfig::validate(self, record)
+    }
+    fn output_fields(&self) -> Vec<String> {
+        vec![self.output.clone()]
+    }
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Operator>> {
+        Ok(Box::new(Enrich::new(self, cx)?))
+    }
+}
+
 #[cfg(test)]
 mod tests;
 

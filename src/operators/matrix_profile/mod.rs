@@ -306,3 +306,25 @@ impl Operator for DiscordOperator {
         Ok(())
     }
 }
+
+impl super::OperatorSpec for DiscordConfig {
+    fn type_name(&self) -> &'static str {
+        "discord"
+    }
+    fn name(&self) -> &str {
+        DiscordConfig::name(self)
+    }
+    fn validate(
+        &self,
+        record: &crate::core::RecordConfig,
+        values: &[String],
+    ) -> Vec<crate::core::ConfigError> {
+        DiscordConfig::validate(self, record, values)
+    }
+    fn output_fields(&self) -> Vec<String> {
+        DiscordConfig::output_fields(self)
+    }
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Operator>> {
+        Ok(Box::new(DiscordOperator::new(self, cx)))
+    }
+}

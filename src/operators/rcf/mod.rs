@@ -219,3 +219,25 @@ impl Operator for RcfOperator {
         Ok(())
     }
 }
+
+impl super::OperatorSpec for RcfConfig {
+    fn type_name(&self) -> &'static str {
+        "rcf"
+    }
+    fn name(&self) -> &str {
+        RcfConfig::name(self)
+    }
+    fn validate(
+        &self,
+        _record: &crate::core::RecordConfig,
+        values: &[String],
+    ) -> Vec<crate::core::ConfigError> {
+        RcfConfig::validate(self, values)
+    }
+    fn output_fields(&self) -> Vec<String> {
+        RcfConfig::output_fields(self)
+    }
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Operator>> {
+        Ok(Box::new(RcfOperator::new(self, cx)))
+    }
+}
