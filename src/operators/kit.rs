@@ -231,6 +231,17 @@ impl Context {
     }
 }
 
+/// Which records leave a detector operator (`emit`, shared by `discord` and `rcf`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Emit {
+    /// Every record, scored.
+    #[default]
+    All,
+    /// Only the records flagged as anomalies.
+    Anomalies,
+}
+
 /// The metrics label of partition `p`.
 pub fn partition_name(p: usize) -> String {
     format!("p{p:03}")

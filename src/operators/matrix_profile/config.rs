@@ -64,16 +64,7 @@ pub enum Mode {
     Damp,
 }
 
-/// Which records leave the operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Emit {
-    /// Every record, scored.
-    #[default]
-    All,
-    /// Only alarms.
-    Anomalies,
-}
+pub use crate::operators::kit::Emit;
 
 /// See [`NanPolicy`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

@@ -70,16 +70,7 @@ fn cache_keys() -> usize {
     1_000
 }
 
-/// Which records leave the operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Emit {
-    /// Every record, scored.
-    #[default]
-    All,
-    /// Only anomalies.
-    Anomalies,
-}
+pub use crate::operators::kit::Emit;
 
 impl RcfConfig {
     /// The instance name.
