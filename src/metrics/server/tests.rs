@@ -200,3 +200,56 @@ async fn stop_returns_promptly_despite_a_stalled_client() {
         "the listener is closed"
     );
 }
+
+/// Open descriptors of this process.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+#[tokio::test]
+async fn two_thousand_clients_that_never_read_do_not_pile_up_descriptors() {
+    // Issue 14.13: scrapers that ask for /metrics and never read the answer. The server side
+    // must stay within its connection bound (64 by default) however many such clients come.
+    const CLIENTS: usize = 2000;
+    let endpoint = Endpoint::start(64, Duration::from_secs(5)).await;
+    let addr = endpoint.addr.clone();
+    let before = open_fds();
+    let mut clients = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        // A refused (closed) connection may fail the write; that is the bound at work.
+        let _ = s
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
+        clients.push(s);
+    }
+    // Give the server time to accept (and close or answer) everything queued.
+    let healthz = timeout(Duration::from_secs(20), async {
+        loop {
+            let mut s = TcpStream::connect(&addr).await.unwrap();
+            let _ = s
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await;
+            let mut text = String::new();
+            let _ = timeout(Duration::from_secs(2), s.read_to_string(&mut text)).await;
+            if text.ends_with("ok\n") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        healthz.is_ok(),
+        "/healthz answers beside 2,000 stalled clients"
+    );
+    // This process holds the 2,000 client ends; the server's ends are bounded by 64. Other
+    // tests running beside this one open files too, hence the slack.
+    let grown = open_fds().saturating_sub(before);
+    assert!(
+        grown <= CLIENTS + 64 + 200,
+        "{grown} descriptors opened for {CLIENTS} clients: the server holds too many"
+    );
+    drop(clients);
+    endpoint.stop().await;
+}
