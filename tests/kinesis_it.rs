@@ -17,7 +17,7 @@ use osprey::connectors::{Poll, RawItem, Source};
 use crate::util::*;
 
 /// The server's endpoint, or `None` (outside CI) when it is not configured or not reachable.
-fn endpoint() -> Option<String> {
+pub(crate) fn endpoint() -> Option<String> {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let ep = match std::env::var("OSPREY_KINESIS_ENDPOINT") {
         Ok(ep) => ep,
@@ -50,7 +50,7 @@ fn endpoint() -> Option<String> {
     Some(ep)
 }
 
-fn unique(name: &str) -> String {
+pub(crate) fn unique(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -76,7 +76,7 @@ async fn wait_active(c: &Client, stream: &str) {
     panic!("stream {stream} did not become active");
 }
 
-async fn create(c: &Client, stream: &str, shards: i32) {
+pub(crate) async fn create(c: &Client, stream: &str, shards: i32) {
     c.create_stream()
         .stream_name(stream)
         .shard_count(shards)
@@ -88,7 +88,7 @@ async fn create(c: &Client, stream: &str, shards: i32) {
 
 /// Deletes a test's stream (kinesis-local limits an account to 50 shards, and it keeps
 /// streams between test runs). Retries while the server rate-limits control calls.
-async fn delete(c: &Client, stream: &str) {
+pub(crate) async fn delete(c: &Client, stream: &str) {
     for _ in 0..50 {
         match c
             .delete_stream()
@@ -502,7 +502,10 @@ async fn kpl_aggregated_records_have_sub_sequence_positions() {
 type SeqLine = ((usize, String), String);
 
 /// Every record of a stream: shard id → (sequence, data) in order.
-async fn read_stream(c: &Client, stream: &str) -> BTreeMap<String, Vec<(String, Vec<u8>)>> {
+pub(crate) async fn read_stream(
+    c: &Client,
+    stream: &str,
+) -> BTreeMap<String, Vec<(String, Vec<u8>)>> {
     let mut out = BTreeMap::new();
     for s in shards(c, stream).await {
         let mut it = c

@@ -30,6 +30,10 @@ mod kinesis_it;
 // Image classification from S3 (moto) end to end: accuracy, bad images, SIGKILL + restart.
 #[cfg(all(feature = "integration-tests", feature = "s3", feature = "onnx"))]
 mod classify_it;
+// Sinks under consumers, lost data directories and refused records: restore after output was
+// consumed, output identity, staging collisions, Kinesis record limits, short AWS errors.
+#[cfg(feature = "integration-tests")]
+mod sinks_it;
 // The operations kit: promtool on the shipped rules and their unit tests, the compose file,
 // a real Prometheus scraping osprey, and the rules' metric names against live scrapes.
 #[cfg(feature = "integration-tests")]

@@ -301,7 +301,7 @@ impl JobConfig {
             }
         }
         errors.extend(self.sink.validate("sink"));
-        errors.extend(self.dead_letter.validate());
+        errors.extend(self.dead_letter.validate(&self.sink, &self.data_dir()));
         errors
     }
 

@@ -19,12 +19,15 @@
 //! disk the coordinator hands them to [`SinkConfig::publish`], which gives each commit to the
 //! sink that owns it ([`SinkConfig::commit`]), and does so again after a crash.
 
+#[cfg(any(feature = "kinesis", feature = "s3"))]
+pub mod aws;
 pub mod file;
 pub mod generator;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
 pub mod null;
 pub mod objects;
+pub mod output;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod stdio;
@@ -302,21 +305,26 @@ impl Default for SinkConfig {
 pub struct DeadLetterConfig(pub Option<SinkConfig>);
 
 impl DeadLetterConfig {
-    /// Semantic checks.
-    pub fn validate(&self) -> Vec<ConfigError> {
-        self.0
+    /// Semantic checks, including that it does not write where the job's `sink` does (the
+    /// default dead-letter sink lives in `data_dir`).
+    pub fn validate(&self, sink: &SinkConfig, data_dir: &Path) -> Vec<ConfigError> {
+        let mut errors = self
+            .0
             .as_ref()
             .map(|s| s.validate("dead_letter"))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        errors.extend(output::check_outputs(
+            sink,
+            &self.resolve(data_dir),
+            self.0.is_some(),
+        ));
+        errors
     }
 
     /// The effective sink.
     pub fn resolve(&self, data_dir: &Path) -> SinkConfig {
         self.0.clone().unwrap_or_else(|| {
-            SinkConfig::File(file::FileSinkConfig {
-                path: data_dir.join("dead-letter"),
-                max_file_bytes: file::default_max_file_bytes(),
-            })
+            SinkConfig::File(file::FileSinkConfig::new(data_dir.join("dead-letter")))
         })
     }
 }
@@ -351,6 +359,23 @@ impl SinkConfig {
     /// applied again and before any instance is built.
     pub fn recover(&self, epoch: Option<u64>) -> Result<()> {
         self.spec().recover(epoch)
+    }
+
+    /// This sink as the job described by `role` runs it: its part names and object keys carry
+    /// the job's output identity, and its local staging files go to a folder of its own
+    /// (see [`output`]). Build, recover and publish through the result.
+    pub fn for_job(&self, role: output::SinkRole<'_>) -> SinkConfig {
+        let mut s = self.clone();
+        match &mut s {
+            SinkConfig::File(c) => c.identity = Some(role.identity.tag().to_string()),
+            #[cfg(feature = "s3")]
+            SinkConfig::S3(c) => *c = c.for_job(role.identity.tag(), role.role, role.data_dir),
+            // Not transactional: nothing is named or staged.
+            SinkConfig::Stdout(_) | SinkConfig::Null(_) => {}
+            #[cfg(feature = "kinesis")]
+            SinkConfig::Kinesis(_) => {}
+        }
+        s
     }
 
     /// Builds the instance for `component` (a partition name such as `p003`, or `source`)
@@ -418,10 +443,7 @@ mod tests {
     #[tokio::test]
     async fn publish_gives_each_commit_to_its_sink_and_refuses_orphans() {
         let dir = tempfile::tempdir().unwrap();
-        let sink = SinkConfig::File(file::FileSinkConfig {
-            path: dir.path().join("out"),
-            max_file_bytes: 1 << 20,
-        });
+        let sink = SinkConfig::File(file::FileSinkConfig::new(dir.path().join("out")));
         let mut part = sink.build("p000", 1).unwrap();
         part.write(&[Record::new("k", vec![1.0])]).await.unwrap();
         let commits = part.precommit(1).await.unwrap();

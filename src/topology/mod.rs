@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::JobConfig;
 use crate::connectors::SinkConfig;
+use crate::connectors::output::{OutputIdentity, SinkRole};
 use crate::core::{Batch, Record};
 use crate::metrics::Health;
 use crate::operators::{Barrier, BuildContext, Context, DeadLetter};
@@ -209,18 +210,29 @@ pub async fn run(
     // older checkpoint is restored), so neither checkpoint directories nor part files can
     // collide with an earlier run's.
     let base_epoch = max_epoch.max(restored_epoch.unwrap_or(0));
-    let dead_letter = cfg.dead_letter.resolve(&data_dir);
+    // Part names and object keys carry the job's output identity (kept beside the checkpoints).
+    let identity = OutputIdentity::load_or_create(&root, &cfg.name)?;
+    let role = |role: &'static str| SinkRole {
+        identity: &identity,
+        role,
+        data_dir: &data_dir,
+    };
+    let sink = cfg.sink.for_job(role("sink"));
+    let dead_letter = cfg
+        .dead_letter
+        .resolve(&data_dir)
+        .for_job(role("dead_letter"));
     if let Some((path, manifest)) = &restore {
         tracing::info!(checkpoint = %path.display(), epoch = manifest.epoch, "Restoring checkpoint.");
         // The worker may have died between writing the manifest and publishing the output.
-        SinkConfig::publish(&[&cfg.sink, &dead_letter], &manifest.commits).await?;
+        SinkConfig::publish(&[&sink, &dead_letter], &manifest.commits).await?;
     }
     let recover_epoch = if restore.is_some() {
         restored_epoch
     } else {
         None
     };
-    cfg.sink.recover(recover_epoch)?;
+    sink.recover(recover_epoch)?;
     dead_letter.recover(recover_epoch)?;
 
     let backend = crate::state::open_backend(
@@ -285,7 +297,7 @@ pub async fn run(
             index: p,
             ops,
             cx,
-            sink: cfg.sink.build(&name, base_epoch + 1)?,
+            sink: sink.build(&name, base_epoch + 1)?,
             dead_letter: dead_letter.build(&name, base_epoch + 1)?,
             input: rx,
             acks: ack_tx.clone(),

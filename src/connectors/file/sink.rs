@@ -1,12 +1,15 @@
 //! JSON lines in rolling part files, published per checkpoint (exactly-once).
 //!
 //! Layout under `path`:
-//! - `part-<component>-<epoch>-<seq>.jsonl`: published output;
+//! - `part-<job>-<run>-<component>-<epoch>-<seq>.jsonl`: published output (`<job>-<run>` is
+//!   the job's output identity, see [`crate::connectors::output`]; a sink built outside a job
+//!   writes `part-<component>-<epoch>-<seq>.jsonl`);
 //! - `.inprogress/…`: files of the current epoch, invisible to readers;
 //! - `.rolled-back/…`: output published after the checkpoint a run was restored from.
 //!
-//! Names sort by component, then epoch, then sequence, so concatenating the published files
-//! in name order gives each component's output in the order it was produced.
+//! A job's names sort by component, then epoch, then sequence, so concatenating its published
+//! files in name order gives each component's output in the order it was produced. Recovery
+//! touches only files carrying the job's own identity.
 //!
 //! Commits: a finished in-progress file is a [`Commit::Rename`] to its final name. A rename
 //! names both paths, so any file sink can publish one (a restarted job whose sink moved
@@ -35,6 +38,36 @@ pub struct FileSinkConfig {
     /// Roll to a new part file after this many bytes within one epoch. Default 128 MiB.
     #[serde(default = "default_max_file_bytes")]
     pub max_file_bytes: u64,
+    /// The job's output identity (`<job>-<run>`), set by [`crate::connectors::SinkConfig::for_job`];
+    /// never read from the job file.
+    #[serde(skip)]
+    pub identity: Option<String>,
+}
+
+impl FileSinkConfig {
+    /// A sink writing to `path`, with the default roll size and no job identity.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FileSinkConfig {
+            path: path.into(),
+            max_file_bytes: default_max_file_bytes(),
+            identity: None,
+        }
+    }
+
+    /// What this sink's file names start with: `part-<job>-<run>-`, or `part-` without an
+    /// identity.
+    fn own_prefix(&self) -> String {
+        match &self.identity {
+            Some(id) => format!("part-{id}-"),
+            None => "part-".to_string(),
+        }
+    }
+
+    /// The epoch of `name` if it is one of this sink's part files.
+    fn own_epoch(&self, name: &str) -> Option<u64> {
+        name.strip_prefix(&self.own_prefix())?;
+        epoch_of_part(name)
+    }
 }
 
 /// 128 MiB.
@@ -80,9 +113,14 @@ impl SinkSpec for FileSinkConfig {
 
     fn recover(&self, epoch: Option<u64>) -> Result<()> {
         let inprogress = self.path.join(INPROGRESS);
-        if inprogress.exists() {
-            std::fs::remove_dir_all(&inprogress)
-                .map_err(|e| Error::io("clearing", &inprogress, e))?;
+        let prefix = self.own_prefix();
+        if let Ok(entries) = std::fs::read_dir(&inprogress) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                    std::fs::remove_file(entry.path())
+                        .map_err(|e| Error::io("clearing", entry.path(), e))?;
+                }
+            }
         }
         let Some(epoch) = epoch else { return Ok(()) };
         let Ok(entries) = std::fs::read_dir(&self.path) else {
@@ -90,7 +128,7 @@ impl SinkSpec for FileSinkConfig {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
-            if epoch_of_part(&name).is_some_and(|e| e > epoch) {
+            if self.own_epoch(&name).is_some_and(|e| e > epoch) {
                 let aside = self.path.join(ROLLED_BACK);
                 std::fs::create_dir_all(&aside).map_err(|e| Error::io("creating", &aside, e))?;
                 tracing::warn!(file = %name, epoch, "Moving output published after the restored checkpoint aside.");
@@ -166,8 +204,11 @@ impl FileSink {
 
     fn name(&self) -> String {
         format!(
-            "part-{}-{:010}-{:04}.jsonl",
-            self.component, self.epoch, self.seq
+            "{}{}-{:010}-{:04}.jsonl",
+            self.cfg.own_prefix(),
+            self.component,
+            self.epoch,
+            self.seq
         )
     }
 
@@ -235,18 +276,18 @@ impl Sink for FileSink {
     }
 }
 
-/// Renames each finished file `from` to `to`, then fsyncs the directories they landed in.
-/// Idempotent: a file already renamed is left as it is.
+/// Renames each finished file `from` to `to`, then fsyncs the directories it renamed into.
+/// Idempotent: a commit whose in-progress file is gone was published already, whether or not
+/// its published file is still there (a downstream consumer may have moved or deleted it, and
+/// the checkpoint that sealed it stays complete). Any other failure (permissions, a full disk)
+/// is an error.
 fn publish(renames: &[(PathBuf, PathBuf)]) -> Result<()> {
     let mut dirs: Vec<&Path> = Vec::new();
     for (from, to) in renames {
-        if from.exists() {
-            std::fs::rename(from, to).map_err(|e| Error::io("publishing", from, e))?;
-        } else if !to.exists() {
-            return Err(Error::Internal(format!(
-                "pending output {} vanished before it was published",
-                from.display()
-            )));
+        match std::fs::rename(from, to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && is_gone(from)? => continue,
+            Err(e) => return Err(Error::io("publishing", from, e)),
         }
         if let Some(d) = to.parent()
             && !dirs.contains(&d)
@@ -258,6 +299,16 @@ fn publish(renames: &[(PathBuf, PathBuf)]) -> Result<()> {
         sync_dir(d)?;
     }
     Ok(())
+}
+
+/// Whether `path` does not exist; an error when that cannot be known (a folder on the way is
+/// unreadable).
+fn is_gone(path: &Path) -> Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(Error::io("publishing", path, e)),
+    }
 }
 
 #[cfg(test)]
@@ -275,8 +326,8 @@ mod tests {
     async fn output_is_invisible_until_published() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = FileSinkConfig {
-            path: dir.path().to_path_buf(),
             max_file_bytes: 10,
+            ..FileSinkConfig::new(dir.path())
         };
         let mut sink = FileSink::new(cfg.clone(), "p000").unwrap();
         sink.set_epoch(1);
@@ -305,6 +356,76 @@ mod tests {
         let _ = sink.precommit(2).await.unwrap();
         cfg.recover(Some(1)).unwrap();
         assert_eq!(visible(dir.path()), 2);
-        assert!(!dir.path().join(INPROGRESS).exists());
+        assert_eq!(visible(&dir.path().join(INPROGRESS)), 0);
+    }
+
+    #[tokio::test]
+    async fn a_commit_whose_output_was_consumed_counts_as_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = FileSinkConfig::new(dir.path());
+        let mut sink = FileSink::new(cfg.clone(), "p000").unwrap();
+        sink.set_epoch(1);
+        sink.write(&[Record::new("k", vec![1.0])]).await.unwrap();
+        let commits = sink.precommit(1).await.unwrap();
+        let owned: Vec<&Commit> = commits.iter().collect();
+        cfg.commit(&owned).await.unwrap();
+        let Commit::Rename { to, .. } = &commits[0] else {
+            panic!("{commits:?}")
+        };
+        // A downstream consumer moved the published file away, then the worker restarted and
+        // publishes the checkpoint's commits again.
+        std::fs::rename(to, dir.path().join("consumed.jsonl")).unwrap();
+        cfg.commit(&owned).await.unwrap();
+        assert!(!to.exists(), "nothing is recreated");
+        // Its folder gone too: still done.
+        std::fs::remove_dir_all(dir.path()).unwrap();
+        cfg.commit(&owned).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_commit_that_cannot_be_renamed_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = FileSinkConfig::new(dir.path());
+        let mut sink = FileSink::new(cfg.clone(), "p000").unwrap();
+        sink.set_epoch(1);
+        sink.write(&[Record::new("k", vec![1.0])]).await.unwrap();
+        let commits = sink.precommit(1).await.unwrap();
+        let Commit::Rename { to, .. } = &commits[0] else {
+            panic!("{commits:?}")
+        };
+        // Something else sits where the file must go: a real error, not "already done".
+        std::fs::create_dir_all(to.join("x")).unwrap();
+        let owned: Vec<&Commit> = commits.iter().collect();
+        let err = cfg.commit(&owned).await.unwrap_err().to_string();
+        assert!(err.contains("publishing"), "{err}");
+    }
+
+    #[test]
+    fn recovery_touches_only_the_jobs_own_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = FileSinkConfig {
+            identity: Some("j-aaa".into()),
+            ..FileSinkConfig::new(dir.path())
+        };
+        let names = [
+            "part-j-aaa-p000-0000000003-0000.jsonl",
+            "part-j-bbb-p000-0000000003-0000.jsonl",
+            "part-p000-0000000003-0000.jsonl",
+        ];
+        for n in names {
+            std::fs::write(dir.path().join(n), "x\n").unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join(INPROGRESS)).unwrap();
+        std::fs::write(dir.path().join(INPROGRESS).join(names[0]), "").unwrap();
+        std::fs::write(dir.path().join(INPROGRESS).join(names[1]), "").unwrap();
+        mine.recover(Some(2)).unwrap();
+        assert!(dir.path().join(ROLLED_BACK).join(names[0]).exists());
+        assert!(
+            dir.path().join(names[1]).exists(),
+            "another run's output stays"
+        );
+        assert!(dir.path().join(names[2]).exists(), "unnamed output stays");
+        assert!(!dir.path().join(INPROGRESS).join(names[0]).exists());
+        assert!(dir.path().join(INPROGRESS).join(names[1]).exists());
     }
 }

@@ -60,21 +60,27 @@ pub struct PutEntry {
     pub data: Vec<u8>,
 }
 
-/// A failed Kinesis call, classified by what the caller should do.
+/// A failed Kinesis call, classified by what the caller should do. The text says which call
+/// on which resource failed and the service's error code and message
+/// ([`crate::connectors::aws::describe`]).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// ProvisionedThroughputExceeded / LimitExceeded: back off and retry.
-    #[error("throttled: {0}")]
+    #[error("{0}")]
     Throttled(String),
     /// The shard iterator expired: get a new one.
-    #[error("expired iterator: {0}")]
+    #[error("{0}")]
     ExpiredIterator(String),
     /// The stream or shard does not exist.
-    #[error("not found: {0}")]
+    #[error("{0}")]
     NotFound(String),
     /// ResourceInUse: e.g. a previous subscription to the shard is still alive.
-    #[error("resource in use: {0}")]
+    #[error("{0}")]
     ResourceInUse(String),
+    /// ValidationException / InvalidArgumentException: the request itself is wrong (a
+    /// partition key too long, a record too large); sending it again cannot help.
+    #[error("{0}")]
+    Invalid(String),
     /// Anything else (network, service errors): retried with backoff by callers.
     #[error("{0}")]
     Other(String),
@@ -126,7 +132,8 @@ pub trait KinesisApi: Send + Sync + 'static {
     ) -> Result<String, ApiError>;
     /// Up to `limit` records from `iterator`.
     async fn get_records(&self, iterator: &str, limit: i32) -> Result<RecordsPage, ApiError>;
-    /// Puts `entries`; returns one error code per entry (`None`: stored).
+    /// Puts `entries`; returns one result per entry: `None` when stored, else the entry's
+    /// error code, followed by `: ` and the service's message when it gave one.
     async fn put_records(
         &self,
         stream: &str,
@@ -178,6 +185,7 @@ pub async fn sdk_client(endpoint_url: Option<&str>) -> aws_sdk_kinesis::Client {
 #[derive(Clone)]
 pub struct SdkKinesis {
     client: aws_sdk_kinesis::Client,
+    endpoint_url: Option<String>,
 }
 
 impl SdkKinesis {
@@ -185,6 +193,7 @@ impl SdkKinesis {
     pub async fn new(endpoint_url: Option<&str>) -> Self {
         SdkKinesis {
             client: sdk_client(endpoint_url).await,
+            endpoint_url: endpoint_url.map(str::to_string),
         }
     }
 
@@ -192,25 +201,49 @@ impl SdkKinesis {
     pub fn client(&self) -> &aws_sdk_kinesis::Client {
         &self.client
     }
+
+    /// Classifies a failed `operation` on `resource` (`stream out`, `shard shardId-…`).
+    fn fail<E, R>(
+        &self,
+        operation: &'static str,
+        resource: impl std::fmt::Display,
+    ) -> impl FnOnce(aws_sdk_kinesis::error::SdkError<E, R>) -> ApiError
+    where
+        E: aws_sdk_kinesis::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        let endpoint = self.endpoint_url.clone();
+        move |e| classify(&e, operation, &resource.to_string(), endpoint.as_deref())
+    }
 }
 
-fn classify<E, R>(e: aws_sdk_kinesis::error::SdkError<E, R>) -> ApiError
+fn classify<E, R>(
+    e: &aws_sdk_kinesis::error::SdkError<E, R>,
+    operation: &str,
+    resource: &str,
+    endpoint: Option<&str>,
+) -> ApiError
 where
     E: aws_sdk_kinesis::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
-    use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata};
-    let code = e.code().unwrap_or("").to_string();
-    let message = format!("{}", DisplayErrorContext(&e));
-    match code.as_str() {
+    use aws_sdk_kinesis::error::ProvideErrorMetadata;
+    let message = crate::connectors::aws::describe(e, operation, resource, endpoint);
+    match e.code().unwrap_or("") {
         "ProvisionedThroughputExceededException"
         | "LimitExceededException"
         | "KMSThrottlingException" => ApiError::Throttled(message),
         "ExpiredIteratorException" => ApiError::ExpiredIterator(message),
         "ResourceNotFoundException" => ApiError::NotFound(message),
         "ResourceInUseException" => ApiError::ResourceInUse(message),
+        "ValidationException" | "InvalidArgumentException" => ApiError::Invalid(message),
         _ => ApiError::Other(message),
     }
+}
+
+/// `stream <name or ARN>`.
+fn stream_resource(stream: &str) -> String {
+    format!("stream {stream}")
 }
 
 fn record(r: &aws_sdk_kinesis::types::Record) -> KinesisRecord {
@@ -233,7 +266,7 @@ impl SdkKinesis {
             .stream_name(stream)
             .send()
             .await
-            .map_err(classify)?;
+            .map_err(self.fail("DescribeStreamSummary", stream_resource(stream)))?;
         resp.stream_description_summary()
             .map(|s| s.stream_arn().to_string())
             .ok_or_else(|| ApiError::Other("DescribeStreamSummary returned no summary".into()))
@@ -247,7 +280,7 @@ impl SdkKinesis {
             .consumer_name(name)
             .send()
             .await
-            .map_err(classify)?;
+            .map_err(self.fail("DescribeStreamConsumer", format!("consumer {name}")))?;
         let d = resp.consumer_description().ok_or_else(|| {
             ApiError::Other("DescribeStreamConsumer returned no description".into())
         })?;
@@ -264,6 +297,9 @@ struct SdkSubscription {
         aws_sdk_kinesis::types::SubscribeToShardEventStream,
         aws_sdk_kinesis::types::error::SubscribeToShardEventStreamError,
     >,
+    /// `shard <id>`, for errors.
+    shard: String,
+    endpoint_url: Option<String>,
 }
 
 #[async_trait]
@@ -271,7 +307,15 @@ impl ShardSubscription for SdkSubscription {
     async fn next_event(&mut self) -> Result<Option<ShardEvent>, ApiError> {
         use aws_sdk_kinesis::types::SubscribeToShardEventStream as S;
         loop {
-            match self.events.recv().await.map_err(classify)? {
+            let next = self.events.recv().await.map_err(|e| {
+                classify(
+                    &e,
+                    "SubscribeToShard",
+                    &self.shard,
+                    self.endpoint_url.as_deref(),
+                )
+            })?;
+            match next {
                 None => return Ok(None),
                 Some(S::SubscribeToShardEvent(e)) => {
                     let continuation = e.continuation_sequence_number();
@@ -309,7 +353,10 @@ impl KinesisApi for SdkKinesis {
                 None if is_arn(stream) => req.stream_arn(stream),
                 None => req.stream_name(stream),
             };
-            let resp = req.send().await.map_err(classify)?;
+            let resp = req
+                .send()
+                .await
+                .map_err(self.fail("ListShards", stream_resource(stream)))?;
             for s in resp.shards() {
                 let mut parents = Vec::new();
                 if let Some(p) = s.parent_shard_id() {
@@ -358,7 +405,10 @@ impl KinesisApi for SdkKinesis {
                 .shard_iterator_type(T::AfterSequenceNumber)
                 .starting_sequence_number(s),
         };
-        let resp = req.send().await.map_err(classify)?;
+        let resp = req.send().await.map_err(self.fail(
+            "GetShardIterator",
+            format!("{} shard {shard}", stream_resource(stream)),
+        ))?;
         resp.shard_iterator()
             .map(str::to_string)
             .ok_or_else(|| ApiError::Other("GetShardIterator returned no iterator".into()))
@@ -372,7 +422,7 @@ impl KinesisApi for SdkKinesis {
             .limit(limit)
             .send()
             .await
-            .map_err(classify)?;
+            .map_err(self.fail("GetRecords", "shard iterator"))?;
         Ok(RecordsPage {
             records: resp.records().iter().map(record).collect(),
             next_iterator: resp.next_shard_iterator().map(str::to_string),
@@ -400,11 +450,19 @@ impl KinesisApi for SdkKinesis {
                 .map_err(|e| ApiError::Other(e.to_string()))?;
             req = req.records(entry);
         }
-        let resp = req.send().await.map_err(classify)?;
+        let resp = req
+            .send()
+            .await
+            .map_err(self.fail("PutRecords", stream_resource(stream)))?;
         let results: Vec<Option<String>> = resp
             .records()
             .iter()
-            .map(|r| r.error_code().map(str::to_string))
+            .map(|r| {
+                r.error_code().map(|code| match r.error_message() {
+                    Some(m) if !m.is_empty() => format!("{code}: {m}"),
+                    _ => code.to_string(),
+                })
+            })
             .collect();
         if results.len() != entries.len() {
             return Err(ApiError::Other(format!(
@@ -429,7 +487,7 @@ impl KinesisApi for SdkKinesis {
             .consumer_name(name)
             .send()
             .await
-            .map_err(classify);
+            .map_err(self.fail("RegisterStreamConsumer", format!("consumer {name}")));
         match registered {
             Ok(resp) => {
                 let c = resp.consumer().ok_or_else(|| {
@@ -474,9 +532,11 @@ impl KinesisApi for SdkKinesis {
             .starting_position(pos)
             .send()
             .await
-            .map_err(classify)?;
+            .map_err(self.fail("SubscribeToShard", format!("shard {shard}")))?;
         Ok(Box::new(SdkSubscription {
             events: resp.event_stream,
+            shard: format!("shard {shard}"),
+            endpoint_url: self.endpoint_url.clone(),
         }))
     }
 }

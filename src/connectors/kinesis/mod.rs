@@ -3,7 +3,7 @@
 //! ([`produce`]).
 //!
 //! Files: [`config`] (the job file's settings), [`client`] (the API slice, behind a trait),
-//! [`kpl`] (aggregated records), [`shards`] (pure shard bookkeeping), `polling` (GetRecords),
+//! [`kpl`] (aggregated records), [`producer`] (batched PutRecords), [`shards`] (pure shard bookkeeping), `polling` (GetRecords),
 //! `efo` (SubscribeToShard tasks), [`source`] (the source, choosing between the two).
 //!
 //! # The source
@@ -52,6 +52,7 @@ mod efo;
 pub mod kpl;
 mod polling;
 pub mod produce;
+pub mod producer;
 pub mod shards;
 pub mod sink;
 pub mod source;

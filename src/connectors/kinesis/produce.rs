@@ -108,6 +108,10 @@ pub async fn run(args: ProduceArgs) -> Result<u64> {
                 too_large += 1;
                 tracing::warn!(bytes = n, "Record over 1 MiB: skipped.");
             }
+            Pushed::BadKey(why) => {
+                too_large += 1;
+                tracing::warn!(reason = %why, "Record skipped.");
+            }
         }
     }
     producer.flush().await?;

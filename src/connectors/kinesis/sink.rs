@@ -2,9 +2,18 @@
 //!
 //! - Batches hold at most 500 records and 5 MiB; a record (data + partition key) over 1 MiB
 //!   is dead-lettered (reason `too_large`, through the partition's dead-letter sink), never sent.
-//! - The partition key is the record key, or the value of `partition_key_field`.
-//! - Only the entries PutRecords reports as failed are retried, with exponential backoff;
-//!   after `max_attempts` the sink fails the job (it restarts from the last checkpoint).
+//! - The partition key is the record key, or the value of `partition_key_field`. A key Kinesis
+//!   refuses (empty, or over 256 characters) is dead-lettered (`bad_partition_key`), never sent.
+//! - Only the entries PutRecords reports as failed are retried, with exponential backoff:
+//!   throttling (ProvisionedThroughputExceeded), InternalFailure and faults of the stream
+//!   itself (KMS, access denied); after `max_attempts` the sink fails the job (it restarts from
+//!   the last checkpoint). An entry failed for any other code is dead-lettered alone
+//!   (`rejected`, with the code and message); the rest of the batch is delivered.
+//! - A request Kinesis refuses as a whole as invalid (ValidationException,
+//!   InvalidArgumentException: what kinesis-local answers for a bad partition key) is split in
+//!   halves until the record at fault is alone; that one is dead-lettered (`rejected`). When
+//!   every record of a batch is refused so, the request is at fault, not the records: the job
+//!   fails with the service's message.
 //! - `aggregate = true` packs records into KPL aggregated records (up to 50 KiB each, the KPL's
 //!   default), routed by the first record's partition key.
 //! - The buffer is bounded (`max_buffer_records`) and is sent before `write` returns, so a
@@ -15,231 +24,21 @@
 //!   dropped downstream by that pair.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::client::{KinesisApi, PutEntry, SdkKinesis};
+use super::client::KinesisApi;
 use super::config::KinesisSinkConfig;
-use super::kpl::{self, SubRecord};
+use crate::Result;
 use crate::connectors::Sink;
 use crate::core::record::write_json_str;
-use crate::core::{Backoff, DeadLetter, Record};
+use crate::core::{DeadLetter, Record};
 use crate::state::checkpoint::Commit;
-use crate::{Error, Result, Retry};
 
-/// Entries PutRecords rejected and osprey sent again.
-pub const PUT_RETRIES: &str = "osprey_kinesis_put_retries_total";
-
-/// Largest PutRecords batch, in records.
-pub const MAX_BATCH_RECORDS: usize = 500;
-/// Largest PutRecords batch, in bytes (data + partition keys).
-pub const MAX_BATCH_BYTES: usize = 5 << 20;
-/// Largest record (data + partition key).
-pub const MAX_RECORD_BYTES: usize = 1 << 20;
-/// Largest KPL aggregate built by the sink.
-pub const MAX_AGGREGATE_BYTES: usize = 50 << 10;
-/// Between PutRecords attempts for failed entries: 100 ms, 200 ms … up to 5 s.
-const PUT_BACKOFF: Backoff =
-    Backoff::new(Duration::from_millis(100), Duration::from_secs(5)).without_jitter();
-
-/// What [`Producer::push`] did with a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pushed {
-    /// Buffered (and possibly sent).
-    Queued,
-    /// Over 1 MiB with its partition key: not sent. Holds the size.
-    TooLarge(usize),
-}
-
-/// Batching PutRecords writer shared by the sink and `osprey produce`.
-pub struct Producer {
-    api: Option<Arc<dyn KinesisApi>>,
-    endpoint_url: Option<String>,
-    stream: String,
-    component: String,
-    aggregate: bool,
-    max_attempts: u32,
-    max_buffer: usize,
-    entries: Vec<PutEntry>,
-    bytes: usize,
-    agg: Vec<SubRecord>,
-    agg_bytes: usize,
-    retries: prometheus::IntCounter,
-}
-
-impl Producer {
-    /// A producer writing to `stream`; connects on first send.
-    pub fn new(
-        stream: &str,
-        endpoint_url: Option<&str>,
-        component: &str,
-        aggregate: bool,
-        max_buffer: usize,
-        max_attempts: u32,
-    ) -> Self {
-        let retries = crate::metrics::get()
-            .labeled_counter(
-                PUT_RETRIES,
-                "Kinesis entries rejected by PutRecords and sent again",
-                &["component"],
-            )
-            .with_label_values(&[component]);
-        Producer {
-            api: None,
-            endpoint_url: endpoint_url.map(str::to_string),
-            stream: stream.to_string(),
-            component: component.to_string(),
-            aggregate,
-            max_attempts: max_attempts.max(1),
-            max_buffer: max_buffer.clamp(1, MAX_BATCH_RECORDS),
-            entries: Vec::new(),
-            bytes: 0,
-            agg: Vec::new(),
-            agg_bytes: 0,
-            retries,
-        }
-    }
-
-    /// Uses a given client (tests).
-    pub fn with_api(mut self, api: Arc<dyn KinesisApi>) -> Self {
-        self.api = Some(api);
-        self
-    }
-
-    /// Adds one record; sends a batch when the buffer is full.
-    pub async fn push(&mut self, partition_key: String, data: Vec<u8>) -> Result<Pushed> {
-        let size = partition_key.len() + data.len();
-        if size > MAX_RECORD_BYTES {
-            return Ok(Pushed::TooLarge(size));
-        }
-        if self.aggregate {
-            let add = kpl::encoded_overhead(&partition_key, data.len());
-            if !self.agg.is_empty() && self.agg_bytes + add > MAX_AGGREGATE_BYTES {
-                self.seal_aggregate().await?;
-            }
-            if add + 64 > MAX_AGGREGATE_BYTES {
-                // Too big to share an aggregate: send it on its own.
-                return self
-                    .enqueue(PutEntry {
-                        partition_key,
-                        data,
-                    })
-                    .await;
-            }
-            self.agg_bytes += add;
-            self.agg.push(SubRecord {
-                partition_key,
-                data,
-            });
-            return Ok(Pushed::Queued);
-        }
-        self.enqueue(PutEntry {
-            partition_key,
-            data,
-        })
-        .await
-    }
-
-    async fn seal_aggregate(&mut self) -> Result<()> {
-        if self.agg.is_empty() {
-            return Ok(());
-        }
-        let subs = std::mem::take(&mut self.agg);
-        self.agg_bytes = 0;
-        let partition_key = subs[0].partition_key.clone();
-        let data = if subs.len() == 1 {
-            subs.into_iter().next().map(|s| s.data).unwrap_or_default()
-        } else {
-            kpl::encode(&subs)
-        };
-        self.enqueue(PutEntry {
-            partition_key,
-            data,
-        })
-        .await
-        .map(|_| ())
-    }
-
-    async fn enqueue(&mut self, e: PutEntry) -> Result<Pushed> {
-        let size = e.partition_key.len() + e.data.len();
-        if !self.entries.is_empty() && self.bytes + size > MAX_BATCH_BYTES {
-            self.send().await?;
-        }
-        self.bytes += size;
-        self.entries.push(e);
-        if self.entries.len() >= self.max_buffer {
-            self.send().await?;
-        }
-        Ok(Pushed::Queued)
-    }
-
-    /// Sends everything buffered (including an open aggregate).
-    pub async fn flush(&mut self) -> Result<()> {
-        self.seal_aggregate().await?;
-        self.send().await
-    }
-
-    async fn api(&mut self) -> Arc<dyn KinesisApi> {
-        if let Some(a) = &self.api {
-            return Arc::clone(a);
-        }
-        let a: Arc<dyn KinesisApi> = Arc::new(SdkKinesis::new(self.endpoint_url.as_deref()).await);
-        self.api = Some(Arc::clone(&a));
-        a
-    }
-
-    /// Sends the buffered entries, retrying only the failed ones.
-    async fn send(&mut self) -> Result<()> {
-        if self.entries.is_empty() {
-            return Ok(());
-        }
-        let api = self.api().await;
-        let mut todo = std::mem::take(&mut self.entries);
-        self.bytes = 0;
-        let mut backoff = PUT_BACKOFF.attempts(0);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let why = match api.put_records(&self.stream, &todo).await {
-                Ok(codes) => {
-                    let before = todo.len();
-                    let mut codes = codes.into_iter();
-                    let mut first_code = None;
-                    todo.retain(|_| match codes.next().flatten() {
-                        Some(c) => {
-                            first_code.get_or_insert(c);
-                            true
-                        }
-                        None => false,
-                    });
-                    if todo.is_empty() {
-                        return Ok(());
-                    }
-                    self.retries.inc_by(todo.len() as u64);
-                    format!(
-                        "{} of {before} entries failed ({})",
-                        todo.len(),
-                        first_code.unwrap_or_default()
-                    )
-                }
-                Err(e) => e.to_string(),
-            };
-            if attempt >= self.max_attempts {
-                return Err(Error::Sink {
-                    component: self.component.clone(),
-                    message: format!(
-                        "PutRecords to {} failed {attempt} times: {why}",
-                        self.stream
-                    ),
-                    retry: Retry::WithBackoff,
-                });
-            }
-            tracing::debug!(stream = %self.stream, attempt, error = %why, "PutRecords retry.");
-            tokio::time::sleep(backoff.next_delay()).await;
-        }
-    }
-}
+pub use super::producer::{
+    MAX_AGGREGATE_BYTES, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_PARTITION_KEY_CHARS,
+    MAX_RECORD_BYTES, PUT_RETRIES, Producer, Pushed, Rejected, check_partition_key,
+};
 
 /// See the module docs.
 pub struct KinesisSink {
@@ -326,49 +125,82 @@ pub fn render_with_origin(r: &Record, out: &mut String) {
 #[async_trait]
 impl Sink for KinesisSink {
     async fn write(&mut self, records: &[Record]) -> Result<()> {
-        let mut sent = 0usize;
+        let mut queued = 0usize;
         for r in records {
             self.line.clear();
             render_with_origin(r, &mut self.line);
             let pk = self.partition_key(r);
-            match self
+            let pushed = self
                 .producer
-                .push(pk, self.line.as_bytes().to_vec())
-                .await?
-            {
-                Pushed::Queued => sent += 1,
-                Pushed::TooLarge(size) => {
-                    // The partition writes it to the dead-letter sink (and counts it).
-                    let mut end = self.line.len().min(4096);
-                    while !self.line.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    self.dead.push(DeadLetter {
-                        reason: "too_large",
-                        message: format!(
-                            "output record of {size} bytes (with its partition key) is over Kinesis's {MAX_RECORD_BYTES}-byte limit"
-                        ),
-                        data: self.line[..end].to_string(),
-                        origin: r.origin.clone(),
-                    });
+                .push_from(pk, self.line.as_bytes().to_vec(), r.origin.clone())
+                .await?;
+            // The partition writes refused records to the dead-letter sink (and counts them).
+            let (reason, message) = match pushed {
+                Pushed::Queued => {
+                    queued += 1;
+                    continue;
                 }
-            }
+                Pushed::TooLarge(size) => (
+                    "too_large",
+                    format!(
+                        "output record of {size} bytes (with its partition key) is over Kinesis's {MAX_RECORD_BYTES}-byte limit"
+                    ),
+                ),
+                Pushed::BadKey(why) => ("bad_partition_key", why),
+            };
+            self.dead.push(DeadLetter {
+                reason,
+                message,
+                data: clip(&self.line),
+                origin: r.origin.clone(),
+            });
         }
         // Send what this batch left in the buffer: output latency is one batch, not one
         // checkpoint interval (a busy job still sends full 500-record calls).
         self.producer.flush().await?;
-        crate::connectors::count_written(&self.component, sent);
+        let rejected = self.take_rejected();
+        crate::connectors::count_written(&self.component, queued.saturating_sub(rejected));
         Ok(())
     }
 
     async fn precommit(&mut self, _epoch: u64) -> Result<Vec<Commit>> {
         self.producer.flush().await?;
+        self.take_rejected();
         Ok(vec![])
     }
 
     fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
         std::mem::take(&mut self.dead)
     }
+}
+
+impl KinesisSink {
+    /// Moves the records PutRecords refused into the dead letters; returns how many.
+    fn take_rejected(&mut self) -> usize {
+        let rejected = self.producer.take_rejected();
+        let n = rejected.len();
+        for r in rejected {
+            self.dead.push(DeadLetter {
+                reason: "rejected",
+                message: format!(
+                    "PutRecords to {} refused the record: {}",
+                    self.cfg.stream, r.message
+                ),
+                data: clip(&String::from_utf8_lossy(&r.data)),
+                origin: r.origin,
+            });
+        }
+        n
+    }
+}
+
+/// The first 4 KiB of `text` (what a dead letter keeps of an output record).
+fn clip(text: &str) -> String {
+    let mut end = text.len().min(4096);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 #[cfg(test)]
@@ -378,7 +210,10 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::connectors::kinesis::client::{ApiError, IteratorStart, RecordsPage, ShardInfo};
+    use crate::connectors::kinesis::client::{
+        ApiError, IteratorStart, PutEntry, RecordsPage, ShardInfo,
+    };
+    use crate::connectors::kinesis::kpl;
 
     /// Records every PutRecords call; fails every other entry of the first `fail_rounds` calls.
     #[derive(Default)]
@@ -496,6 +331,146 @@ mod tests {
             }
         }
         assert_eq!(xs, (0..3000).collect::<Vec<_>>());
+    }
+
+    /// Refuses a whole request holding an entry keyed `invalid` (as Kinesis does with a
+    /// ValidationException), fails entries keyed `poison` for good and throttles entries keyed
+    /// `slow` on their first attempt.
+    #[derive(Default)]
+    struct Picky {
+        calls: Mutex<Vec<Vec<PutEntry>>>,
+        throttled: Mutex<bool>,
+    }
+
+    #[async_trait]
+    impl KinesisApi for Picky {
+        async fn list_shards(&self, _: &str) -> std::result::Result<Vec<ShardInfo>, ApiError> {
+            Ok(vec![])
+        }
+        async fn get_shard_iterator(
+            &self,
+            _: &str,
+            _: &str,
+            _: &IteratorStart,
+        ) -> std::result::Result<String, ApiError> {
+            Err(ApiError::Other("unused".into()))
+        }
+        async fn get_records(&self, _: &str, _: i32) -> std::result::Result<RecordsPage, ApiError> {
+            Err(ApiError::Other("unused".into()))
+        }
+        async fn put_records(
+            &self,
+            _: &str,
+            entries: &[PutEntry],
+        ) -> std::result::Result<Vec<Option<String>>, ApiError> {
+            if entries.iter().any(|e| e.partition_key == "invalid") {
+                return Err(ApiError::Invalid(
+                    "PutRecords stream out: ValidationException: 1 validation error".into(),
+                ));
+            }
+            self.calls.lock().unwrap().push(entries.to_vec());
+            let mut throttled = self.throttled.lock().unwrap();
+            let first = !*throttled;
+            *throttled |= entries.iter().any(|e| e.partition_key == "slow");
+            Ok(entries
+                .iter()
+                .map(|e| match e.partition_key.as_str() {
+                    "poison" => Some("InvalidArgumentException: no such record".into()),
+                    "slow" if first => {
+                        Some("ProvisionedThroughputExceededException: Rate exceeded".into())
+                    }
+                    _ => None,
+                })
+                .collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_records_are_dead_lettered_alone_and_the_rest_delivered() {
+        let api = Arc::new(Picky::default());
+        let mut sink =
+            KinesisSink::new(cfg("partition_key_field = \"pk\""), "p000").with_api(api.clone());
+        let pks = ["a", "invalid", "b", "poison", "slow", "", "c", "d"];
+        let recs: Vec<Record> = pks
+            .iter()
+            .enumerate()
+            .map(|(i, pk)| {
+                let mut r = rec(i as u64);
+                r.raw = Some(format!("{{\"pk\":\"{pk}\",\"x\":{i}}}").into());
+                r
+            })
+            .collect();
+        sink.write(&recs).await.unwrap();
+        let delivered: Vec<String> = api
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .map(|e| e.partition_key.clone())
+            .collect();
+        for pk in ["a", "b", "c", "d"] {
+            assert_eq!(
+                delivered.iter().filter(|d| *d == pk).count(),
+                1,
+                "{delivered:?}"
+            );
+        }
+        assert_eq!(
+            delivered.iter().filter(|d| *d == "slow").count(),
+            2,
+            "retried"
+        );
+        let mut dead = sink.take_dead_letters();
+        dead.sort_by_key(|d| d.origin.position.clone());
+        let got: Vec<(&str, Option<&str>)> = dead
+            .iter()
+            .map(|d| (d.reason, d.origin.position.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("rejected", Some("1")),
+                ("rejected", Some("3")),
+                ("bad_partition_key", Some("5")),
+            ]
+        );
+        assert!(
+            dead[0].message.contains("ValidationException"),
+            "{}",
+            dead[0].message
+        );
+        assert!(
+            dead[1].message.contains("InvalidArgumentException"),
+            "{}",
+            dead[1].message
+        );
+        assert!(
+            dead[0].data.contains("\"pk\":\"invalid\""),
+            "{}",
+            dead[0].data
+        );
+        // Every record refused as invalid: the request is wrong, the job stops.
+        let mut all_bad: Vec<Record> = (0..3).map(rec).collect();
+        for r in &mut all_bad {
+            r.raw = Some("{\"pk\":\"invalid\"}".into());
+        }
+        let err = sink.write(&all_bad).await.unwrap_err().to_string();
+        assert!(
+            err.contains("refused every record") && err.contains("ValidationException"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn partition_keys_are_checked_in_characters() {
+        assert!(check_partition_key("").is_some());
+        assert!(check_partition_key(&"é".repeat(256)).is_none());
+        assert!(
+            check_partition_key(&"k".repeat(257))
+                .unwrap()
+                .contains("257")
+        );
     }
 
     #[test]

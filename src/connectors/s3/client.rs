@@ -31,34 +31,34 @@ impl S3Connection {
     }
 }
 
-/// Formats an SDK error with its source chain (the SDK's `Display` alone says "service error").
-pub fn sdk_error(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
+/// What went wrong in a failed S3 call, in a few words: the service's error code and message,
+/// or why the endpoint could not be reached (see [`crate::connectors::aws::what_went_wrong`]);
+/// never the SDK's debug structure. Callers add the operation and the bucket or key.
+pub fn sdk_error<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    crate::connectors::aws::what_went_wrong(e, None)
 }
 
-/// Why [`get_object`] failed. `Display` is the SDK error with its source chain.
+/// Why [`get_object`] failed. `Display` says which object and what went wrong, in one short
+/// line (`GetObject s3://b/k: NoSuchKey: The specified key does not exist.`).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GetObjectError {
     /// The bucket has no object of that key.
     #[error("{chain}")]
     NoSuchKey {
-        /// The SDK error with its source chain.
+        /// The operation, the object and the service's code and message.
         chain: String,
     },
     /// GetObject failed otherwise.
     #[error("{chain}")]
     Request {
         /// `"<code>: <message>"` when the service answered (NoSuchBucket, AccessDenied …):
-        /// what says it best; `None` for transport errors, whose source chain says it.
+        /// what says it best; `None` for transport errors, which `chain` describes.
         service: Option<String>,
-        /// The SDK error with its source chain.
+        /// The operation, the object and what went wrong.
         chain: String,
     },
     /// The object is larger than the caller's limit: its body was not read.
@@ -102,7 +102,12 @@ pub async fn get_object(
         .send()
         .await
         .map_err(|e| {
-            let chain = sdk_error(&e);
+            let chain = crate::connectors::aws::describe(
+                &e,
+                "GetObject",
+                &format!("s3://{bucket}/{key}"),
+                None,
+            );
             if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
                 GetObjectError::NoSuchKey { chain }
             } else {
@@ -117,11 +122,12 @@ pub async fn get_object(
     {
         return Err(GetObjectError::TooLarge { len, max });
     }
-    let body = obj
-        .body
-        .collect()
-        .await
-        .map_err(|e| GetObjectError::Body(sdk_error(&e)))?;
+    let body = obj.body.collect().await.map_err(|e| {
+        GetObjectError::Body(format!(
+            "reading s3://{bucket}/{key}: {}",
+            crate::connectors::aws::error_chain(&e)
+        ))
+    })?;
     Ok(body.into_bytes().to_vec())
 }
 

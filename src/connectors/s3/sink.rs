@@ -1,7 +1,13 @@
-//! `type = "s3"` sink: JSON lines under `prefix/dt=YYYY-MM-DD/hour=HH/part-<component>-<epoch>.jsonl`,
-//! uploaded only when the checkpoint covering them completes (exactly-once).
+//! `type = "s3"` sink: JSON lines under
+//! `prefix/dt=YYYY-MM-DD/hour=HH/part-<job>-<run>-<component>-<epoch>.jsonl`, uploaded only
+//! when the checkpoint covering them completes (exactly-once). `<job>-<run>` is the job's
+//! output identity ([`crate::connectors::output`]): a job whose data directory was lost starts
+//! its epochs again under a new run id and cannot overwrite the objects written before.
 //!
-//! Records are staged in local files, one per (epoch, UTC hour of writing); on a barrier
+//! Records are staged in local files, one per (epoch, UTC hour of writing), under
+//! `<staging>/<job>-<run>/<sink|dead_letter>/<component>/`: per job, per role and per
+//! component, so neither another job, nor the job's dead-letter sink, nor another partition
+//! ever writes (or recovers away) the same staged file. On a barrier
 //! [`Sink::precommit`] fsyncs them and returns [`Commit::Upload`]s. After the checkpoint's
 //! manifest is on disk the coordinator hands them back to the sink config's
 //! [`SinkSpec::commit`] (PUT, then delete the staged file), and again after a restart, so an
@@ -16,7 +22,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::client::{S3Connection, sdk_error};
+use super::client::S3Connection;
 use crate::connectors::{Sink, SinkSpec};
 use crate::core::{ConfigError, Record};
 use crate::state::checkpoint::{Commit, sync_dir};
@@ -32,22 +38,62 @@ pub struct S3SinkConfig {
     #[serde(default)]
     pub prefix: String,
     /// Local folder for staged part files until their checkpoint completes. Default
-    /// `.osprey/s3-staging/<bucket>`; it must survive a crash (not a tmpfs that is wiped).
+    /// `<state.dir>/s3-staging`; it must survive a crash (not a tmpfs that is wiped). Each job,
+    /// role (sink, dead letters) and partition stages in a folder of its own under it.
     pub staging_dir: Option<PathBuf>,
     /// Endpoint override for S3-compatible servers; path-style addressing when set.
     pub endpoint_url: Option<String>,
     /// Region. Default: the standard AWS SDK chain, else `us-east-1`.
     pub region: Option<String>,
+    /// What [`crate::connectors::SinkConfig::for_job`] fills in; never read from the job file.
+    #[serde(skip)]
+    pub bound: Option<S3SinkJob>,
+}
+
+/// The job an S3 sink writes for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3SinkJob {
+    /// The job's output identity, `<job>-<run>`.
+    pub identity: String,
+    /// This sink's own staging folder: `<staging>/<job>-<run>/<role>`.
+    pub staging: PathBuf,
 }
 
 impl S3SinkConfig {
-    /// The staging folder.
+    /// This sink's staging folder (each component stages in a subfolder of its own). Outside
+    /// a job: `staging_dir`, else `.osprey/s3-staging/<bucket>`.
     pub fn staging(&self) -> PathBuf {
+        if let Some(b) = &self.bound {
+            return b.staging.clone();
+        }
         self.staging_dir.clone().unwrap_or_else(|| {
             PathBuf::from(".osprey")
                 .join("s3-staging")
                 .join(&self.bucket)
         })
+    }
+
+    /// Binds the sink to the job whose output identity is `identity`, as `role`.
+    pub fn for_job(&self, identity: &str, role: &str, data_dir: &std::path::Path) -> Self {
+        let root = self
+            .staging_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("s3-staging"));
+        S3SinkConfig {
+            bound: Some(S3SinkJob {
+                identity: identity.to_string(),
+                staging: root.join(identity).join(role),
+            }),
+            ..self.clone()
+        }
+    }
+
+    /// `part-<job>-<run>-`, or `part-` outside a job.
+    fn part_prefix(&self) -> String {
+        match &self.bound {
+            Some(b) => format!("part-{}-", b.identity),
+            None => "part-".to_string(),
+        }
     }
 
     /// The name uploads carry in [`Commit::Upload::sink`].
@@ -126,7 +172,12 @@ impl SinkSpec for S3SinkConfig {
                 .await
                 .map_err(|e| Error::Sink {
                     component: "s3".into(),
-                    message: format!("uploading {key} to {}: {}", self.bucket, sdk_error(&e)),
+                    message: crate::connectors::aws::describe(
+                        &e,
+                        "PutObject",
+                        &format!("s3://{}/{key}", self.bucket),
+                        self.endpoint_url.as_deref(),
+                    ),
                     retry: crate::Retry::WithBackoff,
                 })?;
             match tokio::fs::remove_file(from).await {
@@ -153,7 +204,7 @@ pub struct S3Sink {
 impl S3Sink {
     /// A sink instance whose part files are named after `component`, starting at `epoch`.
     pub fn new(cfg: S3SinkConfig, component: &str, epoch: u64) -> Result<Self> {
-        let dir = cfg.staging();
+        let dir = cfg.staging().join(component);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
         Ok(S3Sink {
             cfg,
@@ -181,12 +232,7 @@ impl Sink for S3Sink {
         let part = partition_of_ms((crate::metrics::now_secs() * 1000.0) as i64);
         crate::connectors::render_json_lines(records, &mut self.buf);
         if !self.open.contains_key(&part) {
-            let name = format!(
-                "{}-{:010}-{}.jsonl",
-                self.component,
-                self.epoch,
-                part.replace('/', "-")
-            );
+            let name = format!("{:010}-{}.jsonl", self.epoch, part.replace('/', "-"));
             let path = self.dir.join(name);
             let f = std::fs::File::create(&path).map_err(|e| Error::io("creating", &path, e))?;
             self.open.insert(
@@ -212,8 +258,11 @@ impl Sink for S3Sink {
                 sink: self.cfg.commit_name(),
                 from: path,
                 key: format!(
-                    "{}{part}/part-{}-{:010}.jsonl",
-                    self.cfg.prefix, self.component, self.epoch
+                    "{}{part}/{}{}-{:010}.jsonl",
+                    self.cfg.prefix,
+                    self.cfg.part_prefix(),
+                    self.component,
+                    self.epoch
                 ),
             });
         }
@@ -255,5 +304,51 @@ mod tests {
             to: "b".into(),
         };
         assert!(!cfg.owns(&rename));
+    }
+
+    #[tokio::test]
+    async fn staging_is_per_job_role_and_component_and_keys_carry_the_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg: S3SinkConfig = toml::from_str("bucket = \"b\"\nprefix = \"out/\"").unwrap();
+        let sink = cfg.for_job("j-abc", "sink", dir.path());
+        let dead = cfg.for_job("j-abc", "dead_letter", dir.path());
+        let other_job = cfg.for_job("k-def", "sink", dir.path());
+        let mut staged = Vec::new();
+        let mut keys = Vec::new();
+        for (c, component) in [
+            (&sink, "p000"),
+            (&sink, "p001"),
+            (&dead, "p000"),
+            (&other_job, "p000"),
+        ] {
+            let mut s = S3Sink::new(c.clone(), component, 1).unwrap();
+            s.write(&[Record::new("k", vec![1.0])]).await.unwrap();
+            for commit in s.precommit(1).await.unwrap() {
+                let Commit::Upload { from, key, .. } = commit else {
+                    panic!()
+                };
+                staged.push(from);
+                keys.push(key);
+            }
+        }
+        assert_eq!(staged.len(), 4);
+        for (i, a) in staged.iter().enumerate() {
+            assert!(a.starts_with(dir.path().join("s3-staging")), "{a:?}");
+            assert!(staged[i + 1..].iter().all(|b| b != a), "{staged:?}");
+        }
+        assert!(keys[0].starts_with("out/dt="), "{}", keys[0]);
+        assert!(
+            keys[0].ends_with("/part-j-abc-p000-0000000001.jsonl"),
+            "{}",
+            keys[0]
+        );
+        assert!(
+            keys[3].ends_with("/part-k-def-p000-0000000001.jsonl"),
+            "{}",
+            keys[3]
+        );
+        // Recovering the dead-letter sink leaves the sink's staged files alone.
+        dead.recover(Some(1)).unwrap();
+        assert!(staged[0].exists() && staged[1].exists() && !staged[2].exists());
     }
 }
