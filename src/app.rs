@@ -139,7 +139,7 @@ async fn run_command(args: RunArgs) -> crate::Result<()> {
             line = w.line,
             column = w.column,
             warning = %w.message,
-            "Deprecated job-file field."
+            "Job-file warning."
         );
     }
     if let Some(addr) = args.metrics_address {
