@@ -22,7 +22,7 @@ pub async fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run_command(args).await,
         Command::Validate { job } => return validate(&job),
-        Command::Checkpoints { command } => checkpoints(command),
+        Command::Checkpoints { command } => checkpoints(command).await,
         Command::Eval { command } => return eval(command),
         #[cfg(feature = "kinesis")]
         Command::Produce(args) => crate::connectors::kinesis::produce::run(args)
@@ -139,7 +139,7 @@ async fn run_command(args: RunArgs) -> crate::Result<()> {
             line = w.line,
             column = w.column,
             warning = %w.message,
-            "Deprecated job-file field."
+            "Job-file warning."
         );
     }
     if let Some(addr) = args.metrics_address {
@@ -215,13 +215,34 @@ fn checkpoint_root(dir: &Path) -> PathBuf {
     }
 }
 
-fn checkpoints(command: CheckpointCommand) -> crate::Result<()> {
+/// The store `dir` names for `osprey checkpoints`: `s3://…`, or a local directory.
+async fn store_at(
+    dir: &Path,
+    s3: &crate::cli::StoreArgs,
+) -> crate::Result<Arc<dyn crate::state::store::CheckpointStore>> {
+    let local = !dir.to_string_lossy().starts_with("s3://");
+    let spec = crate::state::store::StoreSpec {
+        dir: if local {
+            checkpoint_root(dir)
+        } else {
+            dir.to_path_buf()
+        },
+        endpoint_url: s3.endpoint_url.clone(),
+        region: s3.region.clone(),
+    };
+    if local {
+        return Ok(Arc::new(crate::state::store::LocalStore::new(spec.dir)));
+    }
+    crate::state::store::open(&spec, &std::env::temp_dir()).await
+}
+
+async fn checkpoints(command: CheckpointCommand) -> crate::Result<()> {
     match command {
-        CheckpointCommand::List { dir } => {
-            let root = checkpoint_root(&dir);
-            let found = checkpoint::list(&root)?;
+        CheckpointCommand::List { dir, s3 } => {
+            let store = store_at(&dir, &s3).await?;
+            let found = store.list().await?.checkpoints;
             if found.is_empty() {
-                println!("no checkpoints in {}", root.display());
+                println!("no checkpoints in {}", store.location());
                 return Ok(());
             }
             println!(
@@ -245,7 +266,35 @@ fn checkpoints(command: CheckpointCommand) -> crate::Result<()> {
             }
             Ok(())
         }
-        CheckpointCommand::Inspect { path } => {
+        CheckpointCommand::Inspect { path, s3 } => {
+            let text = path.to_string_lossy().to_string();
+            if text.starts_with("s3://") {
+                let (store, epoch) = match crate::state::store::split_checkpoint(&text) {
+                    Some((parent, epoch)) => (store_at(Path::new(&parent), &s3).await?, epoch),
+                    None => {
+                        let store = store_at(&path, &s3).await?;
+                        let newest = store.list().await?.checkpoints.into_iter().next_back();
+                        let epoch = newest
+                            .map(|f| f.epoch)
+                            .ok_or_else(|| Error::checkpoint(&path, "holds no checkpoints"))?;
+                        (store, epoch)
+                    }
+                };
+                let m = store.read(epoch).await?;
+                println!("checkpoint {}", store.name_of(epoch).display());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&m).expect("manifest serialises")
+                );
+                let bytes: u64 = m.files.iter().map(|f| f.size).sum();
+                println!(
+                    "state files: {} ({}); sealed output files: {}",
+                    m.files.len(),
+                    human_bytes(bytes),
+                    m.outputs.len()
+                );
+                return Ok(());
+            }
             let dir = if checkpoint::epoch_of(&path).is_some() {
                 path
             } else {

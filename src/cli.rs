@@ -124,14 +124,32 @@ pub struct RunArgs {
 pub enum CheckpointCommand {
     /// List checkpoints: epoch, status, age, size, source position.
     List {
-        /// A checkpoint directory root, or a job's data directory (`.osprey/<job>`).
+        /// A checkpoint directory root, a job's data directory (`.osprey/<job>`), or an
+        /// `s3://bucket/prefix/` checkpoint store.
         dir: PathBuf,
+        /// Where S3 is.
+        #[command(flatten)]
+        s3: StoreArgs,
     },
     /// Show one checkpoint's manifest and state tables.
     Inspect {
-        /// A `chk-<epoch>` directory, or a root (shows the newest).
+        /// A `chk-<epoch>` directory or `s3://…/chk-<epoch>`, or a root (shows the newest).
         path: PathBuf,
+        /// Where S3 is.
+        #[command(flatten)]
+        s3: StoreArgs,
     },
+}
+
+/// How `osprey checkpoints` reaches an `s3://` store (as `[checkpoint]` in a job file).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StoreArgs {
+    /// Endpoint override for S3-compatible servers (moto, MinIO).
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// Region. Default: the standard AWS SDK chain, else `us-east-1`.
+    #[arg(long)]
+    pub region: Option<String>,
 }
 
 /// `osprey eval …`.

@@ -354,3 +354,103 @@ pub fn get() -> &'static Metrics {
     static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
     &METRICS
 }
+
+/// Bytes the newest checkpoint sent to its store (0 for a local directory).
+pub const CHECKPOINT_UPLOADED_BYTES: &str = "osprey_checkpoint_uploaded_bytes";
+/// Bytes sent to the checkpoint store over the process's life.
+pub const CHECKPOINT_UPLOADED_BYTES_TOTAL: &str = "osprey_checkpoint_uploaded_bytes_total";
+/// Files sent to the checkpoint store.
+pub const CHECKPOINT_FILES_UPLOADED: &str = "osprey_checkpoint_files_uploaded_total";
+/// Files a checkpoint shares with an earlier one (not sent again).
+pub const CHECKPOINT_FILES_REUSED: &str = "osprey_checkpoint_files_reused_total";
+/// Time to save a snapshot to the checkpoint store (upload, manifest).
+pub const CHECKPOINT_UPLOAD_DURATION: &str = "osprey_checkpoint_upload_duration_seconds";
+/// Objects (or directories) retention deleted from the checkpoint store.
+pub const CHECKPOINT_GC_DELETED: &str = "osprey_checkpoint_gc_deleted_total";
+/// Time the start-up restore took to fetch its checkpoint.
+pub const RESTORE_DURATION: &str = "osprey_restore_duration_seconds";
+/// Bytes the start-up restore downloaded.
+pub const RESTORE_BYTES: &str = "osprey_restore_bytes";
+
+/// The checkpoint store's metrics (registered in [`get`]'s registry on first use).
+pub struct StoreMetrics {
+    /// See [`CHECKPOINT_UPLOADED_BYTES`].
+    pub uploaded_bytes: IntGauge,
+    /// See [`CHECKPOINT_UPLOADED_BYTES_TOTAL`].
+    pub uploaded_bytes_total: IntCounter,
+    /// See [`CHECKPOINT_FILES_UPLOADED`].
+    pub files_uploaded: IntCounter,
+    /// See [`CHECKPOINT_FILES_REUSED`].
+    pub files_reused: IntCounter,
+    /// See [`CHECKPOINT_UPLOAD_DURATION`].
+    pub upload_duration: Histogram,
+    /// See [`CHECKPOINT_GC_DELETED`].
+    pub gc_deleted: IntCounter,
+    /// See [`RESTORE_DURATION`].
+    pub restore_duration: Gauge,
+    /// See [`RESTORE_BYTES`].
+    pub restore_bytes: IntGauge,
+}
+
+/// The process-wide checkpoint-store metrics.
+pub fn store() -> &'static StoreMetrics {
+    static STORE: LazyLock<StoreMetrics> = LazyLock::new(|| {
+        let r = &get().registry;
+        let reg = |c: Box<dyn prometheus::core::Collector>| {
+            r.register(c).expect("metric registered once");
+        };
+        let int_counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            reg(Box::new(c.clone()));
+            c
+        };
+        let int_gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            reg(Box::new(g.clone()));
+            g
+        };
+        let upload_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                CHECKPOINT_UPLOAD_DURATION,
+                "Time to save a snapshot to the checkpoint store",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
+            ]),
+        )
+        .expect("valid metric");
+        reg(Box::new(upload_duration.clone()));
+        let restore_duration = Gauge::new(
+            RESTORE_DURATION,
+            "Time the restore took to fetch its checkpoint",
+        )
+        .expect("valid metric");
+        reg(Box::new(restore_duration.clone()));
+        StoreMetrics {
+            uploaded_bytes: int_gauge(
+                CHECKPOINT_UPLOADED_BYTES,
+                "Bytes the newest checkpoint sent to its store",
+            ),
+            uploaded_bytes_total: int_counter(
+                CHECKPOINT_UPLOADED_BYTES_TOTAL,
+                "Bytes sent to the checkpoint store",
+            ),
+            files_uploaded: int_counter(
+                CHECKPOINT_FILES_UPLOADED,
+                "Files sent to the checkpoint store",
+            ),
+            files_reused: int_counter(
+                CHECKPOINT_FILES_REUSED,
+                "Files a checkpoint shares with an earlier one",
+            ),
+            upload_duration,
+            gc_deleted: int_counter(
+                CHECKPOINT_GC_DELETED,
+                "Objects retention deleted from the checkpoint store",
+            ),
+            restore_duration,
+            restore_bytes: int_gauge(RESTORE_BYTES, "Bytes the restore downloaded"),
+        }
+    });
+    &STORE
+}

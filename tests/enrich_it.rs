@@ -691,51 +691,8 @@ fn run_bin(job: &Path) -> std::process::Output {
 // ---------------------------------------------------------------------------------------------
 // Tier 3 from S3: a reference table object in moto.
 
-/// An S3 client for moto (`OSPREY_S3_ENDPOINT`) and its endpoint, or `None` (outside CI) when
-/// no credentials are set or nothing answers.
 #[cfg(feature = "s3")]
-async fn moto() -> Option<(String, aws_sdk_s3::Client)> {
-    let endpoint =
-        std::env::var("OSPREY_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:5010".into());
-    let why = if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-        // The operator takes credentials from the standard chain, like production.
-        Some("AWS_ACCESS_KEY_ID is not set".to_string())
-    } else {
-        None
-    };
-    let conf = aws_sdk_s3::config::Builder::new()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "osprey-test",
-            "osprey-test",
-            None,
-            None,
-            "test",
-        ))
-        .endpoint_url(&endpoint)
-        .force_path_style(true)
-        .build();
-    let client = aws_sdk_s3::Client::from_conf(conf);
-    let why = match why {
-        Some(w) => Some(w),
-        None => client
-            .list_buckets()
-            .send()
-            .await
-            .err()
-            .map(|e| format!("no S3 server at {endpoint} ({e})")),
-    };
-    if let Some(why) = why {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{why} under CI=true (run `. scripts/services.sh`)"
-        );
-        eprintln!("skipping: {why} (run `. scripts/services.sh`)");
-        return None;
-    }
-    Some((endpoint, client))
-}
+use crate::util::moto;
 
 /// Creates a fresh bucket and uploads `body` as `key`.
 #[cfg(feature = "s3")]

@@ -38,3 +38,7 @@ mod sinks_it;
 // a real Prometheus scraping osprey, and the rules' metric names against live scrapes.
 #[cfg(feature = "integration-tests")]
 mod ops_it;
+// Durable state: S3 checkpoints (moto), incremental upload, crash at each step, outages,
+// restore on a fresh machine, rollbacks that survive a crash.
+#[cfg(all(feature = "integration-tests", feature = "s3"))]
+mod durable_it;

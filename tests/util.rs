@@ -83,3 +83,126 @@ pub fn write_records(path: &Path, n: u64, keys: u64) {
     }
     f.flush().unwrap();
 }
+
+/// An S3 client for moto (`OSPREY_S3_ENDPOINT`) and its endpoint, or `None` (outside CI) when
+/// no credentials are set or nothing answers.
+#[cfg(feature = "s3")]
+pub async fn moto() -> Option<(String, aws_sdk_s3::Client)> {
+    let endpoint =
+        std::env::var("OSPREY_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:5010".into());
+    let why = if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        // The operator takes credentials from the standard chain, like production.
+        Some("AWS_ACCESS_KEY_ID is not set".to_string())
+    } else {
+        None
+    };
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "osprey-test",
+            "osprey-test",
+            None,
+            None,
+            "test",
+        ))
+        .endpoint_url(&endpoint)
+        .force_path_style(true)
+        .build();
+    let client = aws_sdk_s3::Client::from_conf(conf);
+    let why = match why {
+        Some(w) => Some(w),
+        None => client
+            .list_buckets()
+            .send()
+            .await
+            .err()
+            .map(|e| format!("no S3 server at {endpoint} ({e})")),
+    };
+    if let Some(why) = why {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{why} under CI=true (run `. scripts/services.sh`)"
+        );
+        eprintln!("skipping: {why} (run `. scripts/services.sh`)");
+        return None;
+    }
+    Some((endpoint, client))
+}
+
+/// Every key under `prefix` in `bucket`.
+#[cfg(feature = "s3")]
+pub async fn s3_keys(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .unwrap();
+        out.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
+        token = page.next_continuation_token().map(str::to_string);
+        if token.is_none() {
+            out.sort();
+            return out;
+        }
+    }
+}
+
+/// One object's bytes.
+#[cfg(feature = "s3")]
+pub async fn s3_get(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    let obj = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    obj.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The value of metric `name` served at `addr` (summed over its label sets), or `None` if
+/// the endpoint is not reachable or does not have it.
+pub fn scrape(addr: &str, name: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let values: Vec<f64> = body
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let rest = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once('}')?.1,
+                None => rest,
+            };
+            rest.strip_prefix(' ')?.trim().parse().ok()
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}

@@ -47,6 +47,13 @@ pub(super) fn load(text: &str) -> Result<(JobConfig, Vec<ConfigError>), Vec<Conf
             }
             errors.push(e);
         }
+        for mut w in job.warnings() {
+            let at = round::split(&w.field);
+            if let Some(span) = locate(&root, &at) {
+                (w.line, w.column) = located(text, &at, span);
+            }
+            warnings.push(w);
+        }
     }
     in_file_order(&mut errors);
     in_file_order(&mut warnings);

@@ -135,8 +135,15 @@ pub struct CheckpointConfig {
     pub interval: Duration,
     /// Number of completed checkpoints kept.
     pub keep: usize,
-    /// Checkpoint directory. Default: `<state.dir>/checkpoints`.
+    /// Where checkpoints are kept: a directory, or `s3://bucket/prefix/` to keep them in S3
+    /// (incremental: each RocksDB file is uploaded once), so the job can be restored on
+    /// another machine. Default: `<state.dir>/checkpoints`.
     pub dir: Option<PathBuf>,
+    /// For an `s3://` `dir`: endpoint override for S3-compatible servers (path-style
+    /// addressing when set). Default: the standard AWS SDK chain.
+    pub endpoint_url: Option<String>,
+    /// For an `s3://` `dir`: region. Default: the standard AWS SDK chain, else `us-east-1`.
+    pub region: Option<String>,
 }
 
 impl Default for CheckpointConfig {
@@ -145,6 +152,8 @@ impl Default for CheckpointConfig {
             interval: Duration::from_secs(10),
             keep: 3,
             dir: None,
+            endpoint_url: None,
+            region: None,
         }
     }
 }
@@ -255,6 +264,23 @@ impl JobConfig {
                 "must keep at least 1 checkpoint",
             ));
         }
+        if let Some(dir) = &self.checkpoint.dir {
+            let text = dir.to_string_lossy();
+            if text.starts_with("s3://") {
+                match crate::state::store::parse_s3(&text) {
+                    Some((bucket, _)) if !bucket.is_empty() => {}
+                    _ => errors.push(ConfigError::new(
+                        "checkpoint.dir",
+                        "an s3:// location needs a bucket: `s3://bucket/prefix/`",
+                    )),
+                }
+            } else if self.checkpoint.endpoint_url.is_some() || self.checkpoint.region.is_some() {
+                errors.push(ConfigError::new(
+                    "checkpoint.dir",
+                    "`endpoint_url` and `region` apply only to an s3:// checkpoint.dir",
+                ));
+            }
+        }
         if self.metrics.enabled
             && self
                 .metrics
@@ -311,6 +337,36 @@ impl JobConfig {
             .dir
             .clone()
             .unwrap_or_else(|| Path::new(".osprey").join(&self.name))
+    }
+
+    /// Where the checkpoints are kept, for [`crate::state::store::open`].
+    pub fn checkpoint_store(&self) -> crate::state::store::StoreSpec {
+        crate::state::store::StoreSpec {
+            dir: self.checkpoint_dir(),
+            endpoint_url: self.checkpoint.endpoint_url.clone(),
+            region: self.checkpoint.region.clone(),
+        }
+    }
+
+    /// Valid but probably not what the user wants: output on local disk when the
+    /// checkpoints are meant to survive the machine.
+    pub fn warnings(&self) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        if self.checkpoint_store().s3_location().is_some() {
+            let dead_letter = self.dead_letter.resolve(&self.data_dir());
+            for (at, sink) in [("sink", &self.sink), ("dead_letter", &dead_letter)] {
+                if let Some(dir) = sink.dir() {
+                    out.push(ConfigError::new(
+                        format!("{at}.path"),
+                        format!(
+                            "checkpoints are in S3 but this output is on local disk ({}): it does not survive the loss of the machine; an `s3` sink does",
+                            dir.display()
+                        ),
+                    ));
+                }
+            }
+        }
+        out
     }
 
     /// The checkpoint directory.

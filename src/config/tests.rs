@@ -491,3 +491,52 @@ fn columns_count_characters_not_bytes() {
     let text = "record = { key = \"ü\", time = 5 }\n[source]\ntype = \"generator\"\ngenerator = \"sine\"\n";
     assert_eq!(errors(text), vec![at("record.time", 1, 30)]);
 }
+
+#[test]
+fn s3_checkpoints_with_local_output_load_with_a_warning() {
+    let text = r#"[source]
+type = "stdin"
+[sink]
+type = "file"
+path = "out"
+[checkpoint]
+dir = "s3://bucket/jobs/a/"
+endpoint_url = "http://127.0.0.1:5010"
+"#;
+    let loaded = JobConfig::parse(text).unwrap();
+    let fields: Vec<&str> = loaded.warnings.iter().map(|w| w.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["sink.path", "dead_letter.path"],
+        "{:?}",
+        loaded.warnings
+    );
+    assert_eq!(loaded.warnings[0].line, Some(5));
+    assert!(loaded.warnings[0].message.contains("does not survive"));
+    let spec = loaded.job.checkpoint_store();
+    assert_eq!(
+        spec.s3_location(),
+        Some(("bucket".to_string(), "jobs/a/".to_string()))
+    );
+    // Local checkpoints: no warning.
+    let local =
+        JobConfig::parse("[source]\ntype = \"stdin\"\n[sink]\ntype = \"file\"\npath = \"out\"\n")
+            .unwrap();
+    assert!(local.warnings.is_empty(), "{:?}", local.warnings);
+}
+
+#[test]
+fn s3_checkpoint_dir_needs_a_bucket_and_s3_settings_need_s3() {
+    let msgs = messages("[source]\ntype = \"stdin\"\n[checkpoint]\ndir = \"s3:///x/\"\n");
+    assert!(
+        msgs.iter().any(|m| m.contains("needs a bucket")),
+        "{msgs:?}"
+    );
+    let msgs = messages(
+        "[source]\ntype = \"stdin\"\n[checkpoint]\ndir = \"/tmp/c\"\nregion = \"eu-west-1\"\n",
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("only to an s3://")),
+        "{msgs:?}"
+    );
+}

@@ -18,7 +18,10 @@
 //!   of an earlier run or of another job sharing the folder or prefix.
 //!
 //! The run id lives with the checkpoints, not elsewhere in the data directory, because it
-//! must follow the epoch numbering, which the checkpoint directory decides.
+//! must follow the epoch numbering, which the checkpoint directory decides. Every manifest
+//! also records it, and a restored checkpoint's run id wins: with an object-store checkpoint
+//! directory (whose local copy of `RUN_ID` sits in the data directory) a job restored on a
+//! fresh machine keeps naming its output as before.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -34,6 +37,11 @@ pub const RUN_ID_FILE: &str = "RUN_ID";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputIdentity {
     tag: String,
+    run: String,
+}
+
+fn valid_run_id(run: &str) -> bool {
+    !run.is_empty() && run.len() <= 32 && run.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 impl OutputIdentity {
@@ -41,6 +49,7 @@ impl OutputIdentity {
     pub fn new(job: &str, run: &str) -> Self {
         OutputIdentity {
             tag: format!("{job}-{run}"),
+            run: run.to_string(),
         }
     }
 
@@ -51,10 +60,7 @@ impl OutputIdentity {
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 let run = text.trim();
-                if run.is_empty()
-                    || run.len() > 32
-                    || !run.chars().all(|c| c.is_ascii_alphanumeric())
-                {
+                if !valid_run_id(run) {
                     return Err(Error::checkpoint(
                         &path,
                         "holds no valid run id (letters and digits); restore it from a backup, \
@@ -73,6 +79,36 @@ impl OutputIdentity {
             }
             Err(e) => Err(Error::io("reading", &path, e)),
         }
+    }
+
+    /// Like [`Self::load_or_create`], but a run id carried by the restored checkpoint wins
+    /// (and is kept in `dir` from now on): a job restored on a fresh machine names its output
+    /// as the checkpointed run did.
+    pub fn load_or_adopt(dir: &Path, job: &str, restored: Option<&str>) -> Result<Self> {
+        let Some(run) = restored else {
+            return Self::load_or_create(dir, job);
+        };
+        if !valid_run_id(run) {
+            return Err(Error::Internal(format!(
+                "the checkpoint's run id {run:?} is not letters and digits"
+            )));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+        let path = dir.join(RUN_ID_FILE);
+        if std::fs::read_to_string(&path)
+            .ok()
+            .as_deref()
+            .map(str::trim)
+            != Some(run)
+        {
+            crate::state::checkpoint::write_atomic(&path, format!("{run}\n").as_bytes())?;
+        }
+        Ok(Self::new(job, run))
+    }
+
+    /// The run id alone.
+    pub fn run(&self) -> &str {
+        &self.run
     }
 
     /// `<job>-<run>`: what part names and object keys carry.

@@ -53,6 +53,27 @@ impl Commit {
             Commit::Upload { sink, key, .. } => format!("the upload of {key} for {sink}"),
         }
     }
+
+    /// The local file holding the sealed output.
+    pub fn source(&self) -> &Path {
+        match self {
+            Commit::Rename { from, .. } | Commit::Upload { from, .. } => from,
+        }
+    }
+}
+
+/// A file of an object-store checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredFile {
+    /// Where it goes locally: relative to the snapshot directory (`db/000012.sst`) for state
+    /// files, the sealed file's own path for outputs.
+    pub path: PathBuf,
+    /// Its object key under the store's prefix (`files/<name>.<size>.<md5>`).
+    pub object: String,
+    /// Its length in bytes.
+    pub size: u64,
+    /// MD5 of its contents, lowercase hex.
+    pub md5: String,
 }
 
 /// Everything needed to resume a job exactly where the checkpoint was taken.
@@ -82,6 +103,20 @@ pub struct Manifest {
     pub state_bytes: u64,
     /// Time taken to write the checkpoint, milliseconds.
     pub duration_ms: u64,
+    /// Object-store checkpoints: the snapshot's files, each stored once under a
+    /// content-addressed name and shared by every checkpoint that lists it. Empty for
+    /// checkpoints in a local directory (the snapshot is the directory itself).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<StoredFile>,
+    /// Object-store checkpoints: copies of the sealed output the commits publish (their
+    /// local files do not survive the machine), fetched back on restore when missing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<StoredFile>,
+    /// The run id the job's output names carry (`connectors::output`), so a restore on a
+    /// fresh machine names its output as the checkpointed run did. Empty in manifests
+    /// written before it existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub run_id: String,
     /// Checksum of the other fields (MD5 hex of the manifest with this field empty).
     #[serde(default)]
     pub checksum: String,
@@ -97,10 +132,14 @@ impl Manifest {
 
     /// Writes the manifest into `dir` atomically (temp file, fsync, rename).
     pub fn write(&self, dir: &Path) -> Result<()> {
+        write_atomic(&dir.join(MANIFEST), &self.to_bytes())
+    }
+
+    /// The manifest as written: checksummed, pretty JSON.
+    pub fn to_bytes(&self) -> Vec<u8> {
         let mut m = self.clone();
         m.checksum = m.compute_checksum();
-        let text = serde_json::to_string_pretty(&m).expect("manifest serialises");
-        write_atomic(&dir.join(MANIFEST), text.as_bytes())
+        serde_json::to_vec_pretty(&m).expect("manifest serialises")
     }
 
     /// Reads and verifies the manifest of checkpoint directory `dir`.
@@ -112,7 +151,12 @@ impl Manifest {
                 format!("has no readable {MANIFEST} ({e}); it is incomplete or not a checkpoint"),
             )
         })?;
-        let m: Manifest = serde_json::from_slice(&text)
+        Self::from_bytes(dir, &text)
+    }
+
+    /// Parses and verifies a manifest; `dir` names the checkpoint in errors.
+    pub fn from_bytes(dir: &Path, text: &[u8]) -> Result<Manifest> {
+        let m: Manifest = serde_json::from_slice(text)
             .map_err(|e| Error::checkpoint(dir, format!("{MANIFEST} is corrupt: {e}")))?;
         if m.format != FORMAT_VERSION {
             return Err(Error::checkpoint(
@@ -269,6 +313,9 @@ mod tests {
             records_in: 3,
             state_bytes: 0,
             duration_ms: 0,
+            files: vec![],
+            outputs: vec![],
+            run_id: String::new(),
             checksum: String::new(),
         }
     }

@@ -10,6 +10,7 @@ pub mod codec;
 mod keyed;
 mod memory;
 mod rocks;
+pub mod store;
 
 pub use codec::{DecodeError, StateValue};
 pub use keyed::{KeyedState, ListValue, MapState};

@@ -6,16 +6,16 @@
 //!    with its position;
 //! 2. each partition, on the barrier, writes its dirty state to the backend, seals its sink
 //!    output and acks with the commits that would publish it;
-//! 3. with all acks in, snapshot the backend into `chk-n.tmp`, write the manifest (fsync,
-//!    rename), rename the directory to `chk-n`: the checkpoint is complete;
+//! 3. with all acks in, snapshot the backend into the directory the checkpoint store
+//!    prepares and save it ([`CheckpointStore::save`]: a local directory renames it into
+//!    place; S3 uploads the new files, then the manifest): the checkpoint is complete;
 //! 4. publish the sink output: each commit goes back to the sink config that sealed it
-//!    ([`SinkConfig::publish`]; renames for file sinks, uploads for S3), then prune old
-//!    checkpoints.
+//!    ([`SinkConfig::publish`]; renames for file sinks, uploads for S3), then let the store
+//!    drop old checkpoints ([`CheckpointStore::retain`]).
 //!
 //! Only one checkpoint is in flight; partitions write state only on barriers, so nothing
 //! touches the backend between step 2 and step 3 except reads.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,13 +28,18 @@ use crate::connectors::SinkConfig;
 use crate::core::Barrier;
 use crate::state::StateBackend;
 use crate::state::checkpoint::{self, Commit, Manifest};
+use crate::state::store::CheckpointStore;
 use crate::{Error, Result};
 
 pub(super) struct Coordinator<'a> {
     pub cfg: &'a JobConfig,
-    pub root: PathBuf,
+    pub store: Arc<dyn CheckpointStore>,
     pub backend: Arc<dyn StateBackend>,
     pub epoch: u64,
+    /// The run id written into each manifest (see `connectors::output`).
+    pub run_id: String,
+    /// The job's sink and dead-letter sink, bound to its output identity: they publish.
+    pub sinks: [SinkConfig; 2],
     pub triggers: mpsc::Sender<Barrier>,
     pub acks: mpsc::Receiver<Ack>,
     pub partitions: usize,
@@ -162,10 +167,7 @@ impl Coordinator<'_> {
         commits: Vec<Commit>,
     ) -> Result<()> {
         let epoch = f.barrier.epoch;
-        let final_dir = checkpoint::checkpoint_path(&self.root, epoch);
-        let tmp = final_dir.with_extension("tmp");
         let backend = Arc::clone(&self.backend);
-        let root = self.root.clone();
         let keep = self.cfg.checkpoint.keep;
         let mut manifest = Manifest {
             format: checkpoint::FORMAT_VERSION,
@@ -180,30 +182,39 @@ impl Coordinator<'_> {
             records_in,
             state_bytes: 0,
             duration_ms: 0,
+            files: Vec::new(),
+            outputs: Vec::new(),
+            run_id: self.run_id.clone(),
             checksum: String::new(),
         };
+        let dir = self.store.prepare(epoch).await?;
         let started = f.started;
+        let snapshot = dir.clone();
         let (size, state_size) = tokio::task::spawn_blocking(move || -> Result<(u64, u64)> {
-            if tmp.exists() {
-                std::fs::remove_dir_all(&tmp).map_err(|e| Error::io("clearing", &tmp, e))?;
-            }
-            backend.checkpoint(&tmp)?;
-            manifest.state_bytes = checkpoint::dir_size(&tmp);
-            manifest.duration_ms = started.elapsed().as_millis() as u64;
-            manifest.write(&tmp)?;
-            std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io("renaming", &tmp, e))?;
-            checkpoint::sync_dir(&root)?;
-            Ok((manifest.state_bytes, backend.size_bytes()))
+            backend.checkpoint(&snapshot)?;
+            Ok((checkpoint::dir_size(&snapshot), backend.size_bytes()))
         })
         .await
         .map_err(|e| Error::Internal(format!("checkpoint task panicked: {e}")))??;
+        manifest.state_bytes = size;
+        manifest.duration_ms = started.elapsed().as_millis() as u64;
+        let upload_started = Instant::now();
+        let saved = self.store.save(&dir, manifest).await?;
+        let sm = crate::metrics::store();
+        sm.uploaded_bytes.set(saved.bytes_uploaded as i64);
+        sm.uploaded_bytes_total.inc_by(saved.bytes_uploaded);
+        sm.files_uploaded.inc_by(saved.files_uploaded);
+        sm.files_reused.inc_by(saved.files_reused);
+        sm.upload_duration
+            .observe(upload_started.elapsed().as_secs_f64());
         // The checkpoint is complete: publish its output, then forget old checkpoints.
-        let dead_letter = self.cfg.dead_letter.resolve(&self.cfg.data_dir());
-        SinkConfig::publish(&[&self.cfg.sink, &dead_letter], &commits).await?;
-        let root = self.root.clone();
-        tokio::task::spawn_blocking(move || checkpoint::prune(&root, keep))
-            .await
-            .map_err(|e| Error::Internal(format!("pruning task panicked: {e}")))??;
+        let [sink, dead_letter] = &self.sinks;
+        SinkConfig::publish(&[sink, dead_letter], &commits).await?;
+        match self.store.retain(keep).await {
+            Ok(n) => sm.gc_deleted.inc_by(n),
+            // The checkpoint stands; what was not deleted now is deleted next time.
+            Err(e) => tracing::warn!(epoch, error = %e, "Deleting old checkpoints failed."),
+        }
         let m = crate::metrics::get();
         m.checkpoints.inc();
         m.checkpoint_duration
@@ -216,6 +227,9 @@ impl Coordinator<'_> {
         tracing::debug!(
             epoch,
             bytes = size,
+            uploaded = saved.bytes_uploaded,
+            files_uploaded = saved.files_uploaded,
+            files_reused = saved.files_reused,
             records_in,
             queued,
             "Checkpoint complete."

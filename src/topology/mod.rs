@@ -27,7 +27,8 @@ use crate::core::{Batch, Record};
 use crate::metrics::Health;
 use crate::operators::{Barrier, BuildContext, Context, DeadLetter};
 use crate::parse::Parser;
-use crate::state::checkpoint::{self, Commit, Manifest};
+use crate::state::checkpoint::{Commit, Manifest};
+use crate::state::store::{self, CheckpointStore};
 use crate::{Error, Result};
 
 /// What flows from the source to a partition.
@@ -137,27 +138,85 @@ fn spawn_named(
     });
 }
 
-/// Finds the checkpoint to restore, or explains why it cannot.
-fn choose_checkpoint(
+/// The checkpoint a run restores.
+struct Chosen {
+    /// Its name (`<checkpoint.dir>/chk-<epoch>`).
+    name: PathBuf,
+    epoch: u64,
+    manifest: Manifest,
+    /// The store holding it; `None` for a `--from-checkpoint` directory outside the job's
+    /// store, restored where it is.
+    store: Option<Arc<dyn CheckpointStore>>,
+    /// Whether it is in the job's own store (a rollback supersedes the newer ones there).
+    own: bool,
+}
+
+/// Finds the checkpoint to restore, or explains why it cannot; and the highest epoch in the
+/// job's store.
+async fn choose_checkpoint(
     cfg: &JobConfig,
     opts: &RunOptions,
-) -> Result<(Option<(PathBuf, Manifest)>, u64)> {
-    let root = cfg.checkpoint_dir();
-    checkpoint::remove_leftovers(&root)?;
-    let found = checkpoint::list(&root)?;
-    let max_epoch = found.iter().map(|f| f.epoch).max().unwrap_or(0);
+    store: &Arc<dyn CheckpointStore>,
+) -> Result<(Option<Chosen>, u64)> {
+    let listing = store.list().await?;
+    let max_epoch = listing.max_epoch;
     let chosen = if let Some(path) = &opts.from_checkpoint {
-        Some((path.clone(), Manifest::read(path)?))
+        let s3 = path.to_string_lossy().starts_with("s3://");
+        let split = store::split_checkpoint(&path.to_string_lossy());
+        if s3 {
+            let (parent, epoch) = split.ok_or_else(|| {
+                Error::checkpoint(
+                    path,
+                    "is not a checkpoint (`s3://bucket/prefix/chk-<epoch>`)",
+                )
+            })?;
+            let own = parent.trim_end_matches('/') == store.location().trim_end_matches('/');
+            let from = if own {
+                Arc::clone(store)
+            } else {
+                let mut spec = cfg.checkpoint_store();
+                spec.dir = PathBuf::from(&parent);
+                store::open(&spec, &cfg.data_dir().join(SCRATCH)).await?
+            };
+            let manifest = from.read(epoch).await?;
+            Some(Chosen {
+                name: from.name_of(epoch),
+                epoch,
+                manifest,
+                store: Some(from),
+                own,
+            })
+        } else {
+            let manifest = Manifest::read(path)?;
+            let own = cfg.checkpoint_store().s3_location().is_none()
+                && path
+                    .parent()
+                    .and_then(|p| p.canonicalize().ok())
+                    .is_some_and(|p| cfg.checkpoint_dir().canonicalize().ok() == Some(p));
+            Some(Chosen {
+                name: path.clone(),
+                epoch: manifest.epoch,
+                manifest,
+                store: None,
+                own,
+            })
+        }
     } else if opts.fresh {
         None
     } else {
-        match found.into_iter().next_back() {
+        match listing.checkpoints.into_iter().next_back() {
             None => None,
             Some(f) => match f.manifest {
-                Ok(m) => Some((f.path, m)),
+                Ok(m) => Some(Chosen {
+                    name: f.name,
+                    epoch: f.epoch,
+                    manifest: m,
+                    store: Some(Arc::clone(store)),
+                    own: true,
+                }),
                 Err(e) => {
                     return Err(Error::checkpoint(
-                        &f.path,
+                        &f.name,
                         format!(
                             "is the newest checkpoint but cannot be used ({e}); \
                              pick another with --from-checkpoint or start over with --fresh"
@@ -167,7 +226,8 @@ fn choose_checkpoint(
             },
         }
     };
-    if let Some((path, m)) = &chosen {
+    if let Some(c) = &chosen {
+        let (path, m) = (&c.name, &c.manifest);
         let want = cfg.state_fingerprint();
         if m.fingerprint != want {
             return Err(Error::checkpoint(
@@ -190,6 +250,51 @@ fn choose_checkpoint(
     Ok((chosen, max_epoch))
 }
 
+/// Under the data directory: where an object store stages uploads and restores.
+const SCRATCH: &str = "checkpoint-scratch";
+
+/// Restores `chosen`: supersedes the checkpoints a rollback passes over (durably, before
+/// anything runs), fetches the snapshot and the sealed output, publishes the output again
+/// (the worker may have died between the manifest and the publish) and returns the local
+/// snapshot directory.
+async fn restore(
+    cfg: &JobConfig,
+    store: &Arc<dyn CheckpointStore>,
+    chosen: &Chosen,
+    sink: &SinkConfig,
+    dead_letter: &SinkConfig,
+) -> Result<PathBuf> {
+    tracing::info!(checkpoint = %chosen.name.display(), epoch = chosen.epoch, "Restoring checkpoint.");
+    if chosen.own {
+        let passed = store.supersede_after(chosen.epoch).await?;
+        if !passed.is_empty() {
+            tracing::warn!(epochs = ?passed, "Rolling back: newer checkpoints are superseded and will not be restored.");
+        }
+    }
+    let started = std::time::Instant::now();
+    let dir = match &chosen.store {
+        Some(s) => {
+            let scratch = cfg.data_dir().join(SCRATCH).join("restore");
+            let (dir, _, stats) = s.fetch(chosen.epoch, &scratch).await?;
+            let sm = crate::metrics::store();
+            sm.restore_bytes.set(stats.bytes as i64);
+            sm.restore_duration.set(started.elapsed().as_secs_f64());
+            if stats.bytes > 0 {
+                tracing::info!(
+                    bytes = stats.bytes,
+                    files = stats.files,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "Checkpoint downloaded."
+                );
+            }
+            dir
+        }
+        None => chosen.name.clone(),
+    };
+    SinkConfig::publish(&[sink, dead_letter], &chosen.manifest.commits).await?;
+    Ok(dir)
+}
+
 /// Runs a job until its bounded source ends or `shutdown` resolves, then takes a final
 /// checkpoint, publishes the output and returns.
 pub async fn run(
@@ -201,17 +306,27 @@ pub async fn run(
     let m = crate::metrics::get();
     let data_dir = cfg.data_dir();
     std::fs::create_dir_all(&data_dir).map_err(|e| Error::io("creating", &data_dir, e))?;
-    let root = cfg.checkpoint_dir();
-    std::fs::create_dir_all(&root).map_err(|e| Error::io("creating", &root, e))?;
+    let store = store::open(&cfg.checkpoint_store(), &data_dir.join(SCRATCH)).await?;
 
-    let (restore, max_epoch) = choose_checkpoint(&cfg, &opts)?;
-    let restored_epoch = restore.as_ref().map(|(_, m)| m.epoch);
+    let (chosen, max_epoch) = choose_checkpoint(&cfg, &opts, &store).await?;
+    let restored_epoch = chosen.as_ref().map(|c| c.epoch);
     // New epochs are numbered after every existing checkpoint (also on --fresh or when an
     // older checkpoint is restored), so neither checkpoint directories nor part files can
     // collide with an earlier run's.
     let base_epoch = max_epoch.max(restored_epoch.unwrap_or(0));
-    // Part names and object keys carry the job's output identity (kept beside the checkpoints).
-    let identity = OutputIdentity::load_or_create(&root, &cfg.name)?;
+    // Part names and object keys carry the job's output identity: the restored checkpoint's
+    // run id (so a replay names its output as the first run did, also on a fresh machine),
+    // else the one kept in the checkpoint directory (the data directory for an object store).
+    let identity_dir = if cfg.checkpoint_store().s3_location().is_some() {
+        data_dir.clone()
+    } else {
+        cfg.checkpoint_dir()
+    };
+    let restored_run = chosen
+        .as_ref()
+        .map(|c| c.manifest.run_id.as_str())
+        .filter(|r| !r.is_empty());
+    let identity = OutputIdentity::load_or_adopt(&identity_dir, &cfg.name, restored_run)?;
     let role = |role: &'static str| SinkRole {
         identity: &identity,
         role,
@@ -222,24 +337,24 @@ pub async fn run(
         .dead_letter
         .resolve(&data_dir)
         .for_job(role("dead_letter"));
-    if let Some((path, manifest)) = &restore {
-        tracing::info!(checkpoint = %path.display(), epoch = manifest.epoch, "Restoring checkpoint.");
-        // The worker may have died between writing the manifest and publishing the output.
-        SinkConfig::publish(&[&sink, &dead_letter], &manifest.commits).await?;
-    }
-    let recover_epoch = if restore.is_some() {
-        restored_epoch
-    } else {
-        None
+    let restore_dir = match &chosen {
+        Some(c) => Some(restore(&cfg, &store, c, &sink, &dead_letter).await?),
+        None => None,
     };
-    sink.recover(recover_epoch)?;
-    dead_letter.recover(recover_epoch)?;
+    sink.recover(restored_epoch)?;
+    dead_letter.recover(restored_epoch)?;
 
     let backend = crate::state::open_backend(
         cfg.state.backend,
         &data_dir.join("state"),
-        restore.as_ref().map(|(p, _)| p.as_path()),
+        restore_dir.as_deref(),
     )?;
+    // A downloaded snapshot is in the live directory now (hard links): drop the copy.
+    let fetched = data_dir.join(SCRATCH).join("restore");
+    if fetched.exists() {
+        std::fs::remove_dir_all(&fetched).map_err(|e| Error::io("removing", &fetched, e))?;
+    }
+    let restore = chosen.map(|c| (c.name, c.manifest));
 
     // Source.
     let mut src = cfg.source.build()?;
@@ -340,9 +455,11 @@ pub async fn run(
 
     let coordinator = coordinator::Coordinator {
         cfg: &cfg,
-        root,
+        store,
         backend,
         epoch: base_epoch,
+        run_id: identity.run().to_string(),
+        sinks: [sink.clone(), dead_letter.clone()],
         triggers: trigger_tx,
         acks: ack_rx,
         partitions,
