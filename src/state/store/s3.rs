@@ -98,7 +98,7 @@ impl Objects for S3Objects {
             .body
             .collect()
             .await
-            .map_err(|e| ObjectError::Other(sdk_error(&e)))?;
+            .map_err(|e| ObjectError::Other(format!("reading {key}: {e}")))?;
         Ok(body.into_bytes().to_vec())
     }
 
@@ -126,7 +126,7 @@ impl Objects for S3Objects {
         while let Some(chunk) = body
             .try_next()
             .await
-            .map_err(|e| ObjectError::Other(sdk_error(&e)))?
+            .map_err(|e| ObjectError::Other(format!("reading {key}: {e}")))?
         {
             h.update(&chunk);
             n += chunk.len() as u64;
