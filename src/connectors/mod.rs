@@ -89,17 +89,77 @@ pub enum Poll {
 }
 
 /// A source of raw items. One instance per job, driven by one task.
+///
+/// # Polls and barriers
+///
+/// The driver (`topology::source`) never drops a `poll` future: it runs every poll to
+/// completion, routes what it returned, and only then injects the barriers the coordinator
+/// asked for meanwhile, with [`Source::position`]. So the position always describes exactly
+/// what has been routed, and a poll slower than the checkpoint interval still makes progress
+/// (a checkpoint then waits for the poll in flight). The price is on the source: **a poll
+/// must return within a bounded time** (about a second, or one request to the external
+/// system), handing out what is ready (a partial round: the shards whose reads finished, the
+/// objects fetched so far, one page of a listing) rather than waiting for a whole round, and
+/// keeping the rest (reads still in flight, the listing's cursor) for the next call. A poll
+/// that has nothing to return answers [`Poll::Idle`] instead of waiting for input; the driver
+/// waits, taking barriers meanwhile.
+///
+/// Dropping a poll (only at shutdown) must not corrupt the source, but it may lose work.
 #[async_trait]
 pub trait Source: Send {
     /// Resumes after the position a previous run checkpointed. Called before the first `poll`.
     async fn restore(&mut self, position: &serde_json::Value) -> Result<()>;
 
-    /// Returns up to `max` items. Must be cancel-safe: if the future is dropped before it
-    /// completes, no item may be lost (buffered items are returned by the next call).
+    /// Returns up to `max` items, within a bounded time (see the trait docs). `Err` stops the
+    /// job at once: it is for what waiting cannot fix (a corrupt position, a file that
+    /// changed under its checkpoint). An external system that refuses or cannot be reached
+    /// is reported by [`Source::failure`] with [`Poll::Idle`] instead.
     async fn poll(&mut self, max: usize) -> Result<Poll>;
 
-    /// The position right after the last item returned by `poll`.
+    /// The position right after the last item returned by `poll` (and the last dead letter
+    /// handed out by [`Source::take_dead_letters`]).
     fn position(&self) -> serde_json::Value;
+
+    /// Inputs the last `poll` could not read (an object it may not read, a file name that is
+    /// not UTF-8), as dead letters with a reason. Called after every `poll`; the position
+    /// already counts them as delivered, so they are written once, not retried.
+    fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
+        Vec::new()
+    }
+
+    /// Why the source cannot make progress: `Some` when the last `poll` answered
+    /// [`Poll::Idle`] because a call the source needs failed (access denied, stream or bucket
+    /// not found, endpoint unreachable), `None` once a call succeeds again. While it is
+    /// `Some` the driver counts `osprey_source_errors_total{component, kind}`, answers
+    /// `/readyz` with 503, and after the source's `fail_after` ([`SourceSpec::fail_after`])
+    /// without progress stops the job with the failure's message.
+    fn failure(&self) -> Option<SourceFailure> {
+        None
+    }
+}
+
+/// A source's failing call (see [`Source::failure`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFailure {
+    /// The `kind` label: [`FAILURE_ACCESS_DENIED`], [`FAILURE_NOT_FOUND`] or
+    /// [`FAILURE_UNAVAILABLE`].
+    pub kind: &'static str,
+    /// The call, the resource and the service's short error
+    /// (`ListShards stream s: ResourceNotFoundException: …`).
+    pub message: String,
+}
+
+/// The credentials may not do this (AccessDenied and the like).
+pub const FAILURE_ACCESS_DENIED: &str = "access_denied";
+/// The stream, bucket or folder does not exist.
+pub const FAILURE_NOT_FOUND: &str = "not_found";
+/// Anything else: the endpoint cannot be reached, the service failed.
+pub const FAILURE_UNAVAILABLE: &str = "unavailable";
+
+/// How long a source may fail without progress before the job stops (5 minutes): long
+/// enough for a permission or a stream being created to arrive, short enough to page.
+pub fn default_fail_after() -> crate::core::Duration {
+    crate::core::Duration::from_secs(300)
 }
 
 /// What every source config answers; [`SourceConfig::spec`] picks the variant's.
@@ -115,6 +175,11 @@ pub trait SourceSpec: Send + Sync {
     }
     /// Largest accepted record (the limit quoted in `too_large` dead letters).
     fn max_record_bytes(&self) -> usize;
+    /// How long the source may fail without progress ([`Source::failure`]) before the job
+    /// stops with exit code 1: the `fail_after` field of the sources that call a service.
+    fn fail_after(&self) -> std::time::Duration {
+        default_fail_after().as_std()
+    }
     /// Fills `[record]` with the source's own schema where the job left it empty.
     fn fill_record_defaults(&self, record: &mut RecordConfig) {
         let _ = record;

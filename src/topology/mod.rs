@@ -438,6 +438,8 @@ pub async fn run(
         acks: ack_tx,
         records: restore.as_ref().map_or(0, |(_, m)| m.records_in),
         component: cfg.source.type_name().to_string(),
+        health: Arc::clone(&health),
+        fail_after: cfg.source.spec().fail_after(),
     };
     spawn_named(
         &tracker,

@@ -2,6 +2,7 @@
 //! injects barriers when the coordinator asks.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 
@@ -9,6 +10,7 @@ use super::{Ack, Fill, Message, dead_letter_record};
 use crate::connectors::{Poll, RawItem, Sink, Source};
 use crate::core::partition::partition_of;
 use crate::core::{Batch, Record};
+use crate::metrics::Health;
 use crate::operators::{Barrier, DeadLetter};
 use crate::parse::Parser;
 use crate::{Error, Result};
@@ -26,6 +28,10 @@ pub(super) struct SourceDriver {
     pub acks: mpsc::Sender<Ack>,
     pub records: u64,
     pub component: String,
+    /// `/readyz`: false while the source is failing.
+    pub health: Arc<Health>,
+    /// How long the source may fail without progress before the task stops the job.
+    pub fail_after: std::time::Duration,
 }
 
 impl SourceDriver {
@@ -41,13 +47,38 @@ impl SourceDriver {
         }
     }
 
+    /// Polls, routes and injects barriers until the final barrier.
+    ///
+    /// Barriers are injected between polls only: a poll in flight is never dropped, so a
+    /// poll slower than the checkpoint interval still makes progress, and the position acked
+    /// with a barrier is that of exactly the items routed before it (see the contract on
+    /// [`Source`]). While the source has nothing to return (idle or failing), barriers are
+    /// taken during the wait.
     pub async fn run(mut self) -> Result<()> {
         let m = crate::metrics::get();
         let records_metric = m.source_records.with_label_values(&[&self.component]);
         let bytes_metric = m.source_bytes.with_label_values(&[&self.component]);
+        let errors_metric = m.labeled_counter(
+            crate::metrics::SOURCE_ERRORS,
+            "Polls that found the source failing (access denied, not found, unreachable), by kind",
+            &["component", "kind"],
+        );
         let mut finished = false;
+        // Since when the source has been failing without progress.
+        let mut failing_since: Option<tokio::time::Instant> = None;
         let poll_size = self.batch_size * self.outputs.len();
         loop {
+            // Control before input: a pending barrier is injected before more records are read.
+            match self.triggers.try_recv() {
+                Ok(b) => {
+                    if self.on_trigger(Some(b)).await? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => return Ok(()),
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
             if finished {
                 // Everything is read; wait for the final barrier.
                 let t = self.triggers.recv().await;
@@ -56,19 +87,15 @@ impl SourceDriver {
                 }
                 continue;
             }
-            // Control before input: a pending barrier is injected before more records are read.
-            let polled = tokio::select! {
-                biased;
-                t = self.triggers.recv() => {
-                    if self.on_trigger(t).await? {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                p = self.source.poll(poll_size) => p?,
-            };
-            match polled {
+            let polled = self.source.poll(poll_size).await?;
+            let unreadable = self.source.take_dead_letters();
+            if !unreadable.is_empty() {
+                let dead: Vec<_> = unreadable.into_iter().map(|dl| (dl, None)).collect();
+                self.write_dead(&dead).await?;
+            }
+            let wait = match polled {
                 Poll::Items(items) => {
+                    self.recovered(&mut failing_since);
                     let mut dead = Vec::new();
                     for item in items {
                         bytes_metric.inc_by(item.data.len() as u64);
@@ -82,32 +109,72 @@ impl SourceDriver {
                     }
                     self.flush().await?;
                     self.write_dead(&dead).await?;
+                    continue;
                 }
                 Poll::Idle(wait) => {
                     self.flush().await?;
-                    tokio::select! {
-                        biased;
-                        t = self.triggers.recv() => match t {
-                            Some(b) => {
-                                self.barrier(b).await?;
-                                if b.then_stop {
-                                    return Ok(());
-                                }
+                    match self.source.failure() {
+                        None => {
+                            self.recovered(&mut failing_since);
+                            wait
+                        }
+                        Some(f) => {
+                            errors_metric
+                                .with_label_values(&[&self.component, f.kind])
+                                .inc();
+                            // Every failing poll says so again: the topology marks the job
+                            // ready once, possibly after the first failure.
+                            self.health.ready.store(false, Ordering::Relaxed);
+                            m.ready.set(0);
+                            let now = tokio::time::Instant::now();
+                            let since = *failing_since.get_or_insert_with(|| {
+                                tracing::warn!(component = %self.component, kind = f.kind, error = %f.message, "The source is failing; not ready.");
+                                now
+                            });
+                            let failed_for = now.duration_since(since);
+                            if failed_for >= self.fail_after {
+                                return Err(Error::Source {
+                                    component: self.component.clone(),
+                                    message: format!(
+                                        "{} (failing for {:?} without progress)",
+                                        f.message, failed_for
+                                    ),
+                                    retry: crate::Retry::No,
+                                });
                             }
-                            None => return Ok(()),
-                        },
-                        () = tokio::time::sleep(wait) => {}
+                            wait.min(self.fail_after - failed_for)
+                        }
                     }
                 }
                 Poll::End => {
+                    self.recovered(&mut failing_since);
                     self.flush().await?;
                     finished = true;
                     self.acks
                         .send(Ack::SourceFinished)
                         .await
                         .map_err(|_| closed())?;
+                    continue;
                 }
+            };
+            tokio::select! {
+                biased;
+                t = self.triggers.recv() => {
+                    if self.on_trigger(t).await? {
+                        return Ok(());
+                    }
+                }
+                () = tokio::time::sleep(wait) => {}
             }
+        }
+    }
+
+    /// The source made progress (or had nothing to do without failing): ready again.
+    fn recovered(&self, failing_since: &mut Option<tokio::time::Instant>) {
+        if failing_since.take().is_some() {
+            tracing::info!(component = %self.component, "The source recovered; ready.");
+            self.health.ready.store(true, Ordering::Relaxed);
+            crate::metrics::get().ready.set(1);
         }
     }
 
@@ -241,3 +308,6 @@ fn lossy(data: &[u8]) -> String {
 fn closed() -> Error {
     Error::Internal("a partition or the coordinator stopped early".into())
 }
+
+#[cfg(test)]
+mod tests;

@@ -92,6 +92,10 @@ pub struct ObjectSource<L: Lister> {
     newest_ms: i64,
     /// Delivered keys within the late window → LastModified.
     recent: BTreeMap<String, i64>,
+    /// The newest LastModified of a key evicted from `recent` by `max_tracked_keys`: keys
+    /// below the mark modified at or before it are taken as delivered, so an evicted key is
+    /// never delivered again (a late arrival that old is missed instead, with a warning).
+    evicted_ms: i64,
     /// Objects found by the last listing and not delivered yet, in key order.
     queue: VecDeque<ObjectMeta>,
     location: Arc<str>,
@@ -108,6 +112,7 @@ impl<L: Lister> ObjectSource<L> {
             mark: None,
             newest_ms: i64::MIN,
             recent: BTreeMap::new(),
+            evicted_ms: i64::MIN,
             queue: VecDeque::new(),
             location,
         }
@@ -123,7 +128,10 @@ impl<L: Lister> ObjectSource<L> {
             return false;
         }
         let above = self.mark.as_deref().is_none_or(|m| o.key.as_str() > m);
-        above || (self.late_ms() > 0 && o.last_modified_ms >= self.floor_ms())
+        above
+            || (self.late_ms() > 0
+                && o.last_modified_ms >= self.floor_ms()
+                && o.last_modified_ms > self.evicted_ms)
     }
 
     fn floor_ms(&self) -> i64 {
@@ -153,8 +161,9 @@ impl<L: Lister> ObjectSource<L> {
                     self.recent.iter().map(|(k, v)| (*v, k.clone())).collect();
                 by_age.sort();
                 let drop = self.recent.len() - self.opts.max_tracked_keys;
-                for (_, k) in by_age.into_iter().take(drop) {
+                for (lm, k) in by_age.into_iter().take(drop) {
                     self.recent.remove(&k);
+                    self.evicted_ms = self.evicted_ms.max(lm);
                 }
                 tracing::warn!(
                     limit = self.opts.max_tracked_keys,
@@ -199,6 +208,7 @@ impl<L: Lister> Source for ObjectSource<L> {
         self.mark = p.mark;
         self.newest_ms = p.newest_ms;
         self.recent = p.recent.into_iter().collect();
+        self.evicted_ms = p.evicted_ms;
         self.queue.clear();
         Ok(())
     }
@@ -263,6 +273,7 @@ impl<L: Lister> Source for ObjectSource<L> {
             "mark": self.mark,
             "newest_ms": self.newest_ms,
             "recent": self.recent.iter().collect::<Vec<_>>(),
+            "evicted_ms": self.evicted_ms,
         })
     }
 }
@@ -272,6 +283,13 @@ struct Position {
     mark: Option<String>,
     newest_ms: i64,
     recent: Vec<(String, i64)>,
+    /// Absent in positions written before issue 14.6.
+    #[serde(default = "no_eviction")]
+    evicted_ms: i64,
+}
+
+fn no_eviction() -> i64 {
+    i64::MIN
 }
 
 /// 10 s.
@@ -370,6 +388,47 @@ mod tests {
                 });
             }
         }
+    }
+
+    /// Issue 14.6: with more recent objects than `max_tracked_keys`, an evicted key used to
+    /// look new again (below the mark but within the late window): it was delivered again on
+    /// every listing and `stop_when_idle` never ended.
+    #[tokio::test]
+    async fn r14_6_evicted_keys_are_never_delivered_again() {
+        let mem = Mem::default();
+        for (i, k) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            let lm = 1000 + i as i64;
+            mem.0
+                .lock()
+                .unwrap()
+                .insert(format!("{k}.jpg"), (vec![1], lm));
+        }
+        let mut o = opts();
+        o.max_tracked_keys = 2;
+        let mut src = ObjectSource::new(mem.clone(), o.clone(), "test");
+        let mut got = Vec::new();
+        // `drain` ends at the first listing that finds nothing new (stop_when_idle): before
+        // the fix it never did, so bound the polls.
+        for _ in 0..20 {
+            match src.poll(2).await.unwrap() {
+                Poll::Items(items) => {
+                    got.extend(items.into_iter().map(|i| i.record.unwrap().key.to_string()))
+                }
+                _ => break,
+            }
+        }
+        assert_eq!(got, ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"]);
+        // A restart from the position does not deliver them either; a genuinely new late key
+        // (newer than anything evicted) still is.
+        mem.0
+            .lock()
+            .unwrap()
+            .insert("0-late.jpg".into(), (vec![1], 1010));
+        let mut resumed = ObjectSource::new(mem.clone(), o, "test");
+        resumed.restore(&src.position()).await.unwrap();
+        let mut more = Vec::new();
+        drain(&mut resumed, &mut more).await;
+        assert_eq!(more, ["0-late.jpg"]);
     }
 
     #[tokio::test]
