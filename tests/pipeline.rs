@@ -191,3 +191,68 @@ enabled = false
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0]["reason"], "wrong_type");
 }
+
+/// Issue 14.1 (See: `issues show 14`): a `record.time` holding a non-ASCII character inside
+/// its offset used to panic the source task (exit 1, none of the good records around it
+/// written). Now it is one `bad_time` dead letter naming the field, and the job goes on.
+#[test]
+fn r14_1_non_ascii_time_is_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    const BAD: &str = "2024-01-01T00:00:00+0é00";
+    let mut input = String::new();
+    let mut good = Vec::new();
+    for i in 0..300 {
+        if i == 150 {
+            input.push_str(&format!("{{\"id\":\"k1\",\"x\":1,\"ts\":\"{BAD}\"}}\n"));
+        }
+        let ts = format!("2024-01-01T00:{:02}:{:02}+01:00", i / 60, i % 60);
+        input.push_str(&format!(
+            "{{\"id\":\"k{}\",\"x\":{i},\"ts\":\"{ts}\"}}\n",
+            i % 3
+        ));
+        good.push(i);
+    }
+    std::fs::write(d.join("in.jsonl"), input).unwrap();
+    let job = job(
+        d,
+        "job.toml",
+        r#"name = "unicode-time"
+[source]
+type = "file"
+path = "{dir}/in.jsonl"
+[record]
+key = "id"
+values = ["x"]
+time = "ts"
+[sink]
+type = "file"
+path = "{dir}/out"
+[dead_letter]
+type = "file"
+path = "{dir}/dlq"
+[state]
+dir = "{dir}/data"
+[metrics]
+enabled = false
+"#,
+    );
+    let out = run(&["run", job.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut xs: Vec<i64> = published_json(&d.join("out"))
+        .iter()
+        .map(|r| r["x"].as_i64().unwrap())
+        .collect();
+    xs.sort();
+    assert_eq!(xs, good, "every good record is in the output, once");
+    let dead = published_json(&d.join("dlq"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["reason"], "bad_time");
+    let error = dead[0]["error"].as_str().unwrap();
+    assert!(error.starts_with("field `ts` is not a time"), "{error}");
+    assert!(dead[0]["data"].as_str().unwrap().contains(BAD));
+}

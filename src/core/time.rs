@@ -212,4 +212,4 @@ fn old_rules(text: &str) -> (Cow<'_, str>, bool) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -156,6 +156,38 @@ fn bare_numbers_use_the_stream_key() {
     assert_eq!(parse(&mut p, "4,2").unwrap_err().reason(), "not_a_number");
 }
 
+/// Issue 14.1: the timestamp that panicked the source task (a non-ASCII character inside the
+/// offset) is a `bad_time` naming its field, in JSON and in CSV, as text or in the key and
+/// value fields; the records around it still parse.
+#[test]
+fn r14_1_non_ascii_offset_is_bad_time() {
+    const TS: &str = "2024-01-01T00:00:00+0é00";
+    for unit in UNITS {
+        let mut p = json_parser_in(unit);
+        let err = parse(&mut p, &format!(r#"{{"id":"a","x":1,"ts":"{TS}"}}"#)).unwrap_err();
+        assert_eq!(err.reason(), "bad_time");
+        assert!(
+            err.to_string().starts_with("field `ts` is not a time"),
+            "{err}"
+        );
+        let r = parse(&mut p, &format!(r#"{{"id":"{TS}","x":1,"ts":5}}"#))
+            .unwrap()
+            .unwrap();
+        assert_eq!(&*r.key, TS);
+        let err = parse(&mut p, &format!(r#"{{"id":"a","x":"{TS}","ts":5}}"#)).unwrap_err();
+        assert_eq!(err.reason(), "wrong_type");
+        let mut c = csv_parser("id,x,ts", unit);
+        let err = parse(&mut c, &format!("a,1,{TS}")).unwrap_err();
+        assert_eq!(err.reason(), "bad_time");
+        assert!(
+            err.to_string().starts_with("field `ts` is not a time"),
+            "{err}"
+        );
+        let r = parse(&mut c, "a,1,5").unwrap().unwrap();
+        assert_eq!(r.values, vec![1.0]);
+    }
+}
+
 #[test]
 fn times_round_trip() {
     let ms_unit = TimeUnit::Millis;
@@ -321,7 +353,40 @@ fn cell() -> impl Strategy<Value = String> {
         "-?[0-9]{1,20}(\\.[0-9]{0,4})?([eE][+-]?[0-9]{1,3})?",
         "[0-9]{4}-[0-9]{2}-[0-9]{2}[T t][0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]{0,12})?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?",
         "\\PC{0,3}2024-02-2[0-9]T[0-9]{2}:00:00\\PC{0,3}",
+        crate::core::time::tests::spliced_time(),
     ]
+}
+
+/// A parser of `format` whose key, value and time fields have the given names.
+fn named_parser(format: Format, names: &[String; 3], unit: TimeUnit) -> Parser {
+    Parser::new(ParserConfig {
+        format,
+        key: Some(names[0].clone()),
+        values: vec![names[1].clone()],
+        time: Some(names[2].clone()),
+        time_unit: unit,
+        key_groups: 64,
+        max_record_bytes: 1 << 16,
+        pass_missing: false,
+    })
+}
+
+/// A CSV cell that reads back as exactly `text`: quoted, quotes doubled.
+fn quoted(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+/// What a record decoded from (key, value text, time text) must hold, field by field: the
+/// key verbatim, the value as Rust reads the trimmed text, the time as [`parse_time`] reads
+/// it. `Err` when some field is not decodable; the parser must then fail too.
+fn expected_fields(key: &str, x: &str, ts: &str, unit: TimeUnit) -> Result<(String, f64, i64), ()> {
+    let v: f64 = x.trim().parse().map_err(|_| ())?;
+    let t = parse_time(ts, unit).map_err(|_| ())?;
+    if v.is_finite() {
+        Ok((key.to_string(), v, t))
+    } else {
+        Err(())
+    }
 }
 
 proptest! {
@@ -418,6 +483,51 @@ proptest! {
                 }
                 Ok(None) => {}
                 Err(e) => prop_assert!(!e.reason().is_empty() && !e.to_string().is_empty()),
+            }
+        }
+    }
+
+    /// Issue 14.1: arbitrary Unicode in the configured field names as well as in the key,
+    /// value and time, JSON and CSV: the record holds exactly what each field decodes to on
+    /// its own, or the input fails with a reason; never a panic.
+    #[test]
+    fn fuzz_unicode_field_names(
+        names in [any::<String>(), any::<String>(), any::<String>()],
+        key in cell(),
+        x in cell(),
+        ts in cell(),
+        unit in prop::sample::select(UNITS.to_vec()),
+    ) {
+        // One line per record: a line source never hands the parser a line break.
+        let names = names.map(|n| n.replace(['\n', '\r'], " "));
+        let (key, x, ts) = (key.replace('\n', " "), x.replace('\n', " "), ts.replace('\n', " "));
+        prop_assume!(names[0] != names[1] && names[1] != names[2] && names[0] != names[2]);
+        let want = expected_fields(&key, &x, &ts, unit);
+        let mut map = serde_json::Map::new();
+        for (name, value) in names.iter().zip([&key, &x, &ts]) {
+            map.insert(name.clone(), serde_json::Value::String(value.clone()));
+        }
+        let json = serde_json::Value::Object(map).to_string();
+        let mut j = named_parser(Format::Json, &names, unit);
+        let mut c = named_parser(Format::Csv, &names, unit);
+        let header = names.iter().map(|n| quoted(n)).collect::<Vec<_>>().join(",");
+        let row = [&key, &x, &ts].map(|v| quoted(v)).join(",");
+        let csv_header = c.set_header(header.as_bytes());
+        prop_assert!(csv_header.is_ok(), "{header}: {csv_header:?}");
+        for (format, got) in [
+            ("json", j.parse(json.clone().into_bytes(), "k", Origin::default())),
+            ("csv", c.parse(row.clone().into_bytes(), "k", Origin::default())),
+        ] {
+            match (got, &want) {
+                (Ok(Some(r)), Ok((k, v, t))) => {
+                    prop_assert_eq!(&*r.key, k.as_str(), "{}", format);
+                    prop_assert_eq!(r.values[0], *v, "{}", format);
+                    prop_assert_eq!(r.time_ms, Some(*t), "{}", format);
+                }
+                (Err(e), Err(())) => {
+                    prop_assert!(!e.reason().is_empty() && !e.to_string().is_empty());
+                }
+                (got, want) => prop_assert!(false, "{format}: {got:?}, want {want:?}: {json}"),
             }
         }
     }

@@ -178,6 +178,34 @@ fn old_shape() -> impl Strategy<Value = OldShape> {
 
 use proptest::prelude::*;
 
+/// `text` with `c` put at character position `at` (modulo the length), replacing the
+/// character there or inserted before it: the near misses that a check indexing text by byte
+/// would slice inside (issue 14.1). Shared with the parser's fuzz.
+pub(crate) fn splice_char(text: &str, c: char, at: prop::sample::Index, replace: bool) -> String {
+    let starts: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+    if starts.is_empty() {
+        return c.to_string();
+    }
+    let i = starts[at.index(starts.len())];
+    let rest = if replace {
+        &text[i + text[i..].chars().next().map_or(0, char::len_utf8)..]
+    } else {
+        &text[i..]
+    };
+    format!("{}{c}{rest}", &text[..i])
+}
+
+/// A well-formed time of the old parser's shape with one arbitrary character spliced in.
+pub(crate) fn spliced_time() -> impl Strategy<Value = String> {
+    (
+        old_shape(),
+        any::<char>(),
+        any::<prop::sample::Index>(),
+        any::<bool>(),
+    )
+        .prop_map(|(shape, c, at, replace)| splice_char(&shape.text(), c, at, replace))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -208,11 +236,12 @@ proptest! {
     fn any_text_is_a_time_or_an_error(
         s in any::<String>(),
         near in "[0-9]{4}-[0-9]{2}-[0-9]{2}[T t][0-9]{2}:[0-9]{2}:[0-9]{2}\\PC{0,12}",
+        spliced in spliced_time(),
         unit in prop::sample::select(vec![
             TimeUnit::Seconds, TimeUnit::Millis, TimeUnit::Micros, TimeUnit::Nanos,
         ]),
     ) {
-        for text in [&s, &near] {
+        for text in [&s, &near, &spliced] {
             if let Err(e) = parse_time(text, unit) {
                 prop_assert!(!e.to_string().is_empty());
             }
@@ -326,6 +355,41 @@ fn rejected_forms_say_why() {
     assert!(err("1e300", ms).contains("out of range"));
     // The old parser sliced inside this `é` and panicked.
     assert!(parse_time("2024-01-01T00:00:00+aé00", ms).is_err());
+}
+
+/// Issue 14.1: a non-ASCII character inside the offset (the exact input that panicked the
+/// source task) is an error naming the text, not a panic.
+#[test]
+fn r14_1_non_ascii_offset_is_an_error() {
+    for unit in [TimeUnit::Seconds, TimeUnit::Millis] {
+        let err = parse_time("2024-01-01T00:00:00+0é00", unit).unwrap_err();
+        assert!(matches!(err, TimeError::Text(_)), "{err:?}");
+    }
+}
+
+/// Issue 14.1: every character position of well-formed timestamps, replaced by or followed by
+/// characters of each UTF-8 length, reads to a time or an error, never a panic.
+#[test]
+fn r14_1_non_ascii_at_every_position() {
+    for base in [
+        "2024-01-01T00:00:00+01:00",
+        "2024-01-01T00:00:00.1234567890123Z",
+        "2023-12-31T23:59:60,5-0200",
+        "20240101T000000Z",
+        "1704067200.5",
+    ] {
+        for c in ['é', '€', '𝄞', '\u{feff}', '\u{0}'] {
+            for (i, _) in base.char_indices() {
+                let replaced = format!("{}{c}{}", &base[..i], &base[i + 1..]);
+                let inserted = format!("{}{c}{}", &base[..i], &base[i..]);
+                for text in [replaced, inserted] {
+                    for unit in [TimeUnit::Seconds, TimeUnit::Nanos] {
+                        let _ = parse_time(&text, unit);
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[test]
