@@ -78,6 +78,18 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// Another osprey process holds the data directory (see `state::lock`).
+    #[error(
+        "data directory {} is in use by {}: stop it, or give this job another state.dir",
+        path.display(),
+        holder.map_or_else(|| "another osprey process".to_string(), |p| format!("the osprey process with pid {p}"))
+    )]
+    InUse {
+        /// The data directory.
+        path: PathBuf,
+        /// The pid written in its lock file, if readable.
+        holder: Option<u32>,
+    },
     /// A task ended unexpectedly (a panic or a closed channel).
     #[error("internal: {0}")]
     Internal(String),
@@ -104,7 +116,7 @@ impl Error {
     /// Who caused the error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Config(_) | Error::Checkpoint { .. } => ErrorKind::User,
+            Error::Config(_) | Error::Checkpoint { .. } | Error::InUse { .. } => ErrorKind::User,
             Error::Io { .. } | Error::Source { .. } | Error::Sink { .. } => ErrorKind::External,
             Error::State(_) | Error::Operator { .. } | Error::Internal(_) => ErrorKind::Internal,
         }
