@@ -90,6 +90,13 @@ pub enum Error {
         /// The pid written in its lock file, if readable.
         holder: Option<u32>,
     },
+    /// A graceful stop did not write its final checkpoint in time.
+    #[error(
+        "the final checkpoint did not complete within runtime.shutdown_timeout ({:?}); stopped \
+         without it: the newest complete checkpoint stays valid and the next start resumes from it",
+        .0
+    )]
+    ShutdownTimeout(std::time::Duration),
     /// A task ended unexpectedly (a panic or a closed channel).
     #[error("internal: {0}")]
     Internal(String),
@@ -117,7 +124,10 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Config(_) | Error::Checkpoint { .. } | Error::InUse { .. } => ErrorKind::User,
-            Error::Io { .. } | Error::Source { .. } | Error::Sink { .. } => ErrorKind::External,
+            Error::Io { .. }
+            | Error::Source { .. }
+            | Error::Sink { .. }
+            | Error::ShutdownTimeout(_) => ErrorKind::External,
             Error::State(_) | Error::Operator { .. } | Error::Internal(_) => ErrorKind::Internal,
         }
     }

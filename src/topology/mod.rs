@@ -481,12 +481,18 @@ pub async fn run(
     if outcome.is_err() {
         root_token.cancel();
     }
-    // Tasks end on their own after the final barrier; the timeout guards a wedged sink.
-    if tokio::time::timeout(std::time::Duration::from_secs(30), tracker.wait())
-        .await
-        .is_err()
-    {
+    // Tasks end on their own after the final barrier; the timeout guards a wedged sink. Past
+    // the shutdown timeout they are wedged by definition: do not wait for them again.
+    let grace = if matches!(outcome, Err(Error::ShutdownTimeout(_))) {
+        std::time::Duration::ZERO
+    } else {
+        std::time::Duration::from_secs(30)
+    };
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() && !grace.is_zero() {
         tracing::warn!("Tasks did not stop within 30 s of the final checkpoint.");
+    }
+    if let Err(e @ Error::ShutdownTimeout(_)) = outcome {
+        return Err(e);
     }
     if let Some(e) = failure.take() {
         return Err(e);
