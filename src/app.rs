@@ -154,6 +154,7 @@ async fn run_command(args: RunArgs) -> crate::Result<()> {
     let opts = RunOptions {
         from_checkpoint: args.from_checkpoint,
         fresh,
+        lock: None,
     };
     run_job(cfg, opts, crate::shutdown::signal())
         .await
@@ -163,9 +164,16 @@ async fn run_command(args: RunArgs) -> crate::Result<()> {
 /// Runs a job with its metrics endpoint until input ends or `shutdown` resolves.
 pub async fn run_job(
     cfg: JobConfig,
-    opts: RunOptions,
+    mut opts: RunOptions,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> crate::Result<topology::RunSummary> {
+    // First of all: a second process on the same data directory stops here (exit 2, naming
+    // the first), before it binds the metrics port or touches a file.
+    if opts.lock.is_none() {
+        opts.lock = Some(Arc::new(crate::state::DataDirLock::acquire(
+            &cfg.data_dir(),
+        )?));
+    }
     let health = Arc::new(Health::default());
     let stop_metrics = tokio_util::sync::CancellationToken::new();
     let mut server = None;

@@ -26,5 +26,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(osprey::app::main(cli))
+    let code = runtime.block_on(osprey::app::main(cli));
+    // A task wedged in a blocking call (a write to a stdout nobody reads, past the shutdown
+    // timeout) must not keep the process alive: give the rest a moment, then leave.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }

@@ -14,6 +14,8 @@ mod layout;
 mod pipeline;
 // SIGKILL at random moments, restart, byte-identical output; graceful SIGTERM.
 mod checkpoint_restore;
+// The process's life: one process per data directory, a second signal, the shutdown timeout.
+mod lifecycle;
 // `osprey validate`, `osprey checkpoints`, unusable checkpoints, --help/--version.
 mod cli;
 // discord and rcf on the sine generator; bit-identical continuation after SIGKILL.

@@ -94,6 +94,10 @@ pub struct RuntimeConfig {
     pub batch_size: usize,
     /// Capacity of each partition's input channel, in records (backpressure bound).
     pub channel_capacity: usize,
+    /// How long a graceful stop (SIGTERM or SIGINT) may take to write its final checkpoint,
+    /// e.g. `"60s"`. Past it the process exits 1 without it; the newest complete checkpoint
+    /// stays valid and the next start resumes from it. A second signal exits at once.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -103,6 +107,7 @@ impl Default for RuntimeConfig {
             key_groups: 256,
             batch_size: 1024,
             channel_capacity: 16_384,
+            shutdown_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -250,6 +255,12 @@ impl JobConfig {
             errors.push(ConfigError::new(
                 "runtime.channel_capacity",
                 "must hold at least one batch (>= runtime.batch_size)",
+            ));
+        }
+        if self.runtime.shutdown_timeout.as_std().is_zero() {
+            errors.push(ConfigError::new(
+                "runtime.shutdown_timeout",
+                "must be greater than zero",
             ));
         }
         if self.checkpoint.interval.as_std().is_zero() {

@@ -78,6 +78,25 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// Another osprey process holds the data directory (see `state::lock`).
+    #[error(
+        "data directory {} is in use by {}: stop it, or give this job another state.dir",
+        path.display(),
+        holder.map_or_else(|| "another osprey process".to_string(), |p| format!("the osprey process with pid {p}"))
+    )]
+    InUse {
+        /// The data directory.
+        path: PathBuf,
+        /// The pid written in its lock file, if readable.
+        holder: Option<u32>,
+    },
+    /// A graceful stop did not write its final checkpoint in time.
+    #[error(
+        "the final checkpoint did not complete within runtime.shutdown_timeout ({:?}); stopped \
+         without it: the newest complete checkpoint stays valid and the next start resumes from it",
+        .0
+    )]
+    ShutdownTimeout(std::time::Duration),
     /// A task ended unexpectedly (a panic or a closed channel).
     #[error("internal: {0}")]
     Internal(String),
@@ -104,8 +123,11 @@ impl Error {
     /// Who caused the error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Config(_) | Error::Checkpoint { .. } => ErrorKind::User,
-            Error::Io { .. } | Error::Source { .. } | Error::Sink { .. } => ErrorKind::External,
+            Error::Config(_) | Error::Checkpoint { .. } | Error::InUse { .. } => ErrorKind::User,
+            Error::Io { .. }
+            | Error::Source { .. }
+            | Error::Sink { .. }
+            | Error::ShutdownTimeout(_) => ErrorKind::External,
             Error::State(_) | Error::Operator { .. } | Error::Internal(_) => ErrorKind::Internal,
         }
     }

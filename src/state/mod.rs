@@ -8,12 +8,14 @@
 pub mod checkpoint;
 pub mod codec;
 mod keyed;
+pub mod lock;
 mod memory;
 mod rocks;
 pub mod store;
 
 pub use codec::{DecodeError, StateValue};
 pub use keyed::{KeyedState, ListValue, MapState};
+pub use lock::DataDirLock;
 pub use memory::MemoryBackend;
 pub use rocks::RocksBackend;
 

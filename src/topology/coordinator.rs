@@ -71,14 +71,26 @@ impl Coordinator<'_> {
         let mut carried: Vec<Commit> = Vec::new();
         tokio::pin!(shutdown);
         let mut shutdown_seen = false;
+        // Set by a shutdown request: the final checkpoint must be complete by then.
+        let mut deadline: Option<tokio::time::Instant> = None;
+        let limit = self.cfg.runtime.shutdown_timeout.as_std();
+        let past_deadline = || Error::ShutdownTimeout(limit);
         loop {
+            let timer = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 () = cancelled.cancelled() => {
                     return Err(Error::Internal("a task failed".into()));
                 }
+                () = timer => return Err(past_deadline()),
                 () = &mut shutdown, if !shutdown_seen => {
                     shutdown_seen = true;
+                    deadline = Some(tokio::time::Instant::now() + limit);
                     tracing::info!("Shutdown requested: taking a final checkpoint.");
                     stopping = true;
                     if in_flight.is_none() {
@@ -118,7 +130,15 @@ impl Coordinator<'_> {
                         records = n;
                         let mut commits = std::mem::take(&mut carried);
                         commits.append(&mut f.commits);
-                        match self.complete(&f, position, n, commits.clone()).await {
+                        let completing = self.complete(&f, position, n, commits.clone());
+                        // A wedged store or sink must not hold a graceful stop past its bound.
+                        let completed = match deadline {
+                            Some(d) => tokio::time::timeout_at(d, completing)
+                                .await
+                                .map_err(|_| past_deadline())?,
+                            None => completing.await,
+                        };
+                        match completed {
                             Ok(()) => {}
                             Err(e) if f.barrier.then_stop => return Err(e),
                             Err(e) => {

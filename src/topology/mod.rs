@@ -27,6 +27,7 @@ use crate::core::{Batch, Record};
 use crate::metrics::Health;
 use crate::operators::{Barrier, BuildContext, Context, DeadLetter};
 use crate::parse::Parser;
+use crate::state::DataDirLock;
 use crate::state::checkpoint::{Commit, Manifest};
 use crate::state::store::{self, CheckpointStore};
 use crate::{Error, Result};
@@ -74,6 +75,9 @@ pub struct RunOptions {
     pub from_checkpoint: Option<PathBuf>,
     /// Ignore existing checkpoints.
     pub fresh: bool,
+    /// The data directory's lock, when the caller took it already (`app::run_job` takes it
+    /// before binding the metrics port); `None`: [`run`] takes it.
+    pub lock: Option<Arc<DataDirLock>>,
 }
 
 /// What a finished run did.
@@ -305,7 +309,12 @@ pub async fn run(
 ) -> Result<RunSummary> {
     let m = crate::metrics::get();
     let data_dir = cfg.data_dir();
-    std::fs::create_dir_all(&data_dir).map_err(|e| Error::io("creating", &data_dir, e))?;
+    // Before anything in the data directory is read or written: another process on it would
+    // have its live state, in-progress checkpoint and staged output deleted under it.
+    let _lock = match &opts.lock {
+        Some(l) => Arc::clone(l),
+        None => Arc::new(DataDirLock::acquire(&data_dir)?),
+    };
     let store = store::open(&cfg.checkpoint_store(), &data_dir.join(SCRATCH)).await?;
 
     let (chosen, max_epoch) = choose_checkpoint(&cfg, &opts, &store).await?;
@@ -452,6 +461,7 @@ pub async fn run(
 
     health.ready.store(true, Ordering::Relaxed);
     m.ready.set(1);
+    tracing::info!(job = %cfg.name, partitions, data_dir = %data_dir.display(), "Job running.");
     m.checkpoint_interval
         .set(cfg.checkpoint.interval.as_std().as_secs_f64());
 
@@ -473,12 +483,18 @@ pub async fn run(
     if outcome.is_err() {
         root_token.cancel();
     }
-    // Tasks end on their own after the final barrier; the timeout guards a wedged sink.
-    if tokio::time::timeout(std::time::Duration::from_secs(30), tracker.wait())
-        .await
-        .is_err()
-    {
+    // Tasks end on their own after the final barrier; the timeout guards a wedged sink. Past
+    // the shutdown timeout they are wedged by definition: do not wait for them again.
+    let grace = if matches!(outcome, Err(Error::ShutdownTimeout(_))) {
+        std::time::Duration::ZERO
+    } else {
+        std::time::Duration::from_secs(30)
+    };
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() && !grace.is_zero() {
         tracing::warn!("Tasks did not stop within 30 s of the final checkpoint.");
+    }
+    if let Err(e @ Error::ShutdownTimeout(_)) = outcome {
+        return Err(e);
     }
     if let Some(e) = failure.take() {
         return Err(e);
