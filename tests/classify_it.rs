@@ -20,41 +20,9 @@ struct Env {
     client: Client,
 }
 
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-fn unavailable(why: &str) -> Option<Env> {
-    assert!(!ci(), "CI=true: {why}");
-    eprintln!("skipping: {why}");
-    None
-}
-
 async fn env() -> Option<Env> {
-    let Some(shared) = std::env::var_os("OSPREY_SHARED").map(PathBuf::from) else {
-        return unavailable("OSPREY_SHARED is not set (models and photos)");
-    };
-    let endpoint =
-        std::env::var("OSPREY_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:5010".into());
-    let conf = aws_sdk_s3::config::Builder::new()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "osprey-test",
-            "osprey-test",
-            None,
-            None,
-            "test",
-        ))
-        .endpoint_url(&endpoint)
-        .force_path_style(true)
-        .build();
-    let client = Client::from_conf(conf);
-    if let Err(e) = client.list_buckets().send().await {
-        return unavailable(&format!(
-            "no S3 server at {endpoint} ({e}); run `. scripts/services.sh`"
-        ));
-    }
+    let shared = util::shared()?;
+    let (endpoint, client) = util::moto().await?;
     Some(Env {
         endpoint,
         shared,
@@ -138,35 +106,6 @@ fn photos(shared: &Path) -> Vec<PathBuf> {
 fn photo_key(file: &str) -> String {
     let (wnid, rest) = file.split_once('_').unwrap();
     format!("photos/{wnid} – it's {rest}")
-}
-
-/// A PNG whose header claims 50,000 × 50,000 pixels (a decompression bomb's header): a real
-/// 1×1 PNG with its IHDR size (and CRC) rewritten.
-fn png_bomb() -> Vec<u8> {
-    let img = image::DynamicImage::ImageLuma8(image::GrayImage::new(1, 1));
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    let mut png = out.into_inner();
-    png[16..20].copy_from_slice(&50_000u32.to_be_bytes());
-    png[20..24].copy_from_slice(&50_000u32.to_be_bytes());
-    let crc = crc32(&png[12..29]);
-    png[29..33].copy_from_slice(&crc.to_be_bytes());
-    png
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut c = 0xFFFF_FFFFu32;
-    for &b in data {
-        c ^= u32::from(b);
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
 }
 
 struct Job {
@@ -308,7 +247,7 @@ async fn efficientnet_accuracy_bad_files_and_sigkill_restart() {
             b"this is not an image\n".repeat(20),
             "not_an_image",
         ),
-        ("photos/bad bomb.png", png_bomb(), "too_many_pixels"),
+        ("photos/bad bomb.png", util::png_bomb(), "too_many_pixels"),
         ("photos/bad huge.jpg", vec![0xFF; 3_000_000], "too_large"),
     ];
     for (k, body, _) in &bad {

@@ -412,7 +412,7 @@ async fn efo_checkpoint_restores_a_polling_run() {
 }
 
 /// A KPL aggregated record, built by hand: magic, protobuf, MD5.
-fn aggregate(records: &[(&str, String)]) -> Vec<u8> {
+pub(crate) fn aggregate<D: AsRef<[u8]>>(records: &[(&str, D)]) -> Vec<u8> {
     fn varint(out: &mut Vec<u8>, mut v: u64) {
         while v >= 0x80 {
             out.push((v as u8) | 0x80);
@@ -434,8 +434,9 @@ fn aggregate(records: &[(&str, String)]) -> Vec<u8> {
         let mut inner = vec![0x08]; // field 1, varint: partition_key_index
         varint(&mut inner, keys.iter().position(|x| x == k).unwrap() as u64);
         inner.push(0x1a); // field 3, length-delimited: data
+        let data = data.as_ref();
         varint(&mut inner, data.len() as u64);
-        inner.extend_from_slice(data.as_bytes());
+        inner.extend_from_slice(data);
         body.push(0x1a); // field 3: records
         varint(&mut body, inner.len() as u64);
         body.extend_from_slice(&inner);

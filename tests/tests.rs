@@ -44,3 +44,6 @@ mod ops_it;
 // restore on a fresh machine, rollbacks that survive a crash.
 #[cfg(all(feature = "integration-tests", feature = "s3"))]
 mod durable_it;
+// Process-level fuzz: every source under 100,000 random and adversarial inputs mixed with
+// good ones; nothing crashes, every good input is out once, every bad one dead-lettered.
+mod fuzz_it;

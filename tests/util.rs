@@ -206,3 +206,52 @@ pub fn scrape(addr: &str, name: &str) -> Option<f64> {
         .collect();
     (!values.is_empty()).then(|| values.iter().sum())
 }
+
+/// `$OSPREY_SHARED` (the models, photos and datasets beside the repository), or `None` with a
+/// message; under `CI=true` a missing folder fails the test.
+pub fn shared() -> Option<PathBuf> {
+    let dir = std::env::var_os("OSPREY_SHARED").map(PathBuf::from);
+    match dir {
+        Some(d) if d.is_dir() => Some(d),
+        other => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "OSPREY_SHARED must name the shared data under CI=true (got {other:?})"
+            );
+            eprintln!("skipping: OSPREY_SHARED is not set or not a folder ({other:?})");
+            None
+        }
+    }
+}
+
+/// A PNG whose header claims 50,000 × 50,000 pixels (a decompression bomb's header): a real
+/// 1×1 PNG with its IHDR size (and CRC) rewritten.
+#[cfg(feature = "onnx")]
+pub fn png_bomb() -> Vec<u8> {
+    let img = image::DynamicImage::ImageLuma8(image::GrayImage::new(1, 1));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    let mut png = out.into_inner();
+    png[16..20].copy_from_slice(&50_000u32.to_be_bytes());
+    png[20..24].copy_from_slice(&50_000u32.to_be_bytes());
+    let crc = crc32(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    png
+}
+
+/// CRC-32 (the PNG chunk checksum).
+#[cfg(feature = "onnx")]
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in data {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
