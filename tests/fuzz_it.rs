@@ -257,15 +257,21 @@ fn check_records(d: &Path, c: &Corpus, seed: u64) {
         c.inputs.len() - c.good,
         "seed {seed}: dead letters"
     );
+    let reasons = reasons(&dead, seed);
+    eprintln!("seed {seed}: dead letters by reason {reasons:?}");
+}
+
+/// Dead letters by reason; each must have a reason (not a panic) and a message.
+fn reasons(dead: &[serde_json::Value], seed: u64) -> BTreeMap<String, usize> {
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-    for r in &dead {
+    for r in dead {
         let reason = r["reason"].as_str().unwrap_or_default();
         assert!(!reason.is_empty(), "seed {seed}: no reason in {r}");
         assert!(r["error"].as_str().is_some_and(|e| !e.is_empty()), "{r}");
         assert_ne!(reason, "internal_error", "seed {seed}: a panic: {r}");
         *reasons.entry(reason.to_string()).or_default() += 1;
     }
-    eprintln!("seed {seed}: dead letters by reason {reasons:?}");
+    reasons
 }
 
 fn write_lines(path: &Path, c: &Corpus) {
@@ -619,14 +625,7 @@ enabled = false
 fn check_objects(d: &Path, o: &Objects, seed: u64) {
     let results = published_json(&d.join("out"));
     let dead = published_json(&d.join("dlq"));
-    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-    for r in &dead {
-        let reason = r["reason"].as_str().unwrap_or_default();
-        assert!(!reason.is_empty(), "seed {seed}: no reason in {r}");
-        assert!(r["error"].as_str().is_some_and(|e| !e.is_empty()), "{r}");
-        assert_ne!(reason, "internal_error", "seed {seed}: a panic: {r}");
-        *reasons.entry(reason.to_string()).or_default() += 1;
-    }
+    let reasons = reasons(&dead, seed);
     eprintln!(
         "seed {seed}: {} objects, {} classified, dead letters by reason {reasons:?}",
         o.items.len(),
