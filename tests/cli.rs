@@ -249,17 +249,6 @@ fn help_and_version() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
 
-/// A plain HTTP GET against the metrics endpoint: (status line, body).
-fn http_get(port: u16, path: &str) -> Option<(String, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    Some((head.lines().next()?.to_string(), body.to_string()))
-}
-
 #[test]
 fn metrics_health_and_readiness_endpoints() {
     let dir = tempfile::tempdir().unwrap();

@@ -44,6 +44,10 @@ mod ops_it;
 // restore on a fresh machine, rollbacks that survive a crash.
 #[cfg(all(feature = "integration-tests", feature = "s3"))]
 mod durable_it;
+// Sources that cannot read: a missing bucket or stream stops the job after `fail_after` with
+// the service's error (readyz 503 meanwhile); an archived object is a dead letter.
+#[cfg(all(feature = "integration-tests", feature = "s3"))]
+mod source_failures_it;
 // Process-level fuzz: every source under 100,000 random and adversarial inputs mixed with
 // good ones; nothing crashes, every good input is out once, every bad one dead-lettered.
 mod fuzz_it;

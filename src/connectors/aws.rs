@@ -15,6 +15,33 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 /// Longest service message or cause quoted, in characters.
 const MAX_QUOTE: usize = 200;
 
+/// The [`crate::connectors::SourceFailure`] kind of a service error code: refused
+/// credentials or permissions, a missing stream or bucket, or anything else (an unreachable
+/// endpoint has no code).
+pub fn failure_kind(code: Option<&str>) -> &'static str {
+    use crate::connectors::{FAILURE_ACCESS_DENIED, FAILURE_NOT_FOUND, FAILURE_UNAVAILABLE};
+    match code.unwrap_or("") {
+        "ResourceNotFoundException" | "NoSuchBucket" => FAILURE_NOT_FOUND,
+        c if c.contains("AccessDenied")
+            || c.starts_with("KMS") && !c.contains("Throttling")
+            || matches!(
+                c,
+                "UnrecognizedClientException"
+                    | "InvalidAccessKeyId"
+                    | "InvalidSignatureException"
+                    | "SignatureDoesNotMatch"
+                    | "ExpiredToken"
+                    | "ExpiredTokenException"
+                    | "AllAccessDisabled"
+                    | "AccountProblem"
+            ) =>
+        {
+            FAILURE_ACCESS_DENIED
+        }
+        _ => FAILURE_UNAVAILABLE,
+    }
+}
+
 /// A failed call: `"<operation> <resource>: <what went wrong>"` (see [`what_went_wrong`]).
 /// `endpoint` is the endpoint override, if any (named when it cannot be reached).
 pub fn describe<E, R>(

@@ -77,6 +77,9 @@ pub enum ApiError {
     /// ResourceInUse: e.g. a previous subscription to the shard is still alive.
     #[error("{0}")]
     ResourceInUse(String),
+    /// AccessDenied, KMS access errors, refused credentials: the caller may not do this.
+    #[error("{0}")]
+    AccessDenied(String),
     /// ValidationException / InvalidArgumentException: the request itself is wrong (a
     /// partition key too long, a record too large); sending it again cannot help.
     #[error("{0}")]
@@ -84,6 +87,22 @@ pub enum ApiError {
     /// Anything else (network, service errors): retried with backoff by callers.
     #[error("{0}")]
     Other(String),
+}
+
+impl ApiError {
+    /// This error as a source failure (see [`crate::connectors::Source::failure`]).
+    pub fn failure(&self) -> crate::connectors::SourceFailure {
+        use crate::connectors::{FAILURE_ACCESS_DENIED, FAILURE_NOT_FOUND, FAILURE_UNAVAILABLE};
+        let kind = match self {
+            ApiError::NotFound(_) => FAILURE_NOT_FOUND,
+            ApiError::AccessDenied(_) => FAILURE_ACCESS_DENIED,
+            _ => FAILURE_UNAVAILABLE,
+        };
+        crate::connectors::SourceFailure {
+            kind,
+            message: self.to_string(),
+        }
+    }
 }
 
 /// An enhanced fan-out consumer as RegisterStreamConsumer / DescribeStreamConsumer describe it.
@@ -237,6 +256,11 @@ where
         "ResourceNotFoundException" => ApiError::NotFound(message),
         "ResourceInUseException" => ApiError::ResourceInUse(message),
         "ValidationException" | "InvalidArgumentException" => ApiError::Invalid(message),
+        c if crate::connectors::aws::failure_kind(Some(c))
+            == crate::connectors::FAILURE_ACCESS_DENIED =>
+        {
+            ApiError::AccessDenied(message)
+        }
         _ => ApiError::Other(message),
     }
 }

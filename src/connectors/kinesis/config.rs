@@ -59,6 +59,11 @@ pub struct KinesisSourceConfig {
     /// `idle_backoff_max` do not apply.
     #[serde(default)]
     pub consumer: ConsumerConfig,
+    /// How long the stream may be unreadable (not found, access denied, the endpoint down)
+    /// without progress before the job stops with exit code 1 and the service's error;
+    /// meanwhile `/readyz` answers 503. Default 5 min.
+    #[serde(default = "crate::connectors::default_fail_after")]
+    pub fail_after: Duration,
 }
 
 /// `source.consumer`: how shards are read.
@@ -175,6 +180,10 @@ impl SourceSpec for KinesisSourceConfig {
 
     fn max_record_bytes(&self) -> usize {
         self.max_record_bytes
+    }
+
+    fn fail_after(&self) -> std::time::Duration {
+        self.fail_after.as_std()
     }
 
     fn build(&self) -> Result<Box<dyn Source>> {

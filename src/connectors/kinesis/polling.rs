@@ -11,6 +11,7 @@ use super::client::{ApiError, IteratorStart, KinesisApi, RecordsPage};
 use super::shards::Shards;
 use super::{COMPONENT, Metrics};
 use crate::Result;
+use crate::connectors::SourceFailure;
 use crate::core::Backoff;
 use crate::core::backoff::Attempts;
 
@@ -39,13 +40,10 @@ pub(super) struct Polling {
     pub(super) min_interval: StdDuration,
     empty_backoff: Backoff,
     pub(super) readers: HashMap<Arc<str>, Reader>,
+    /// Set when every read of the last round failed (other than throttling or an expired
+    /// iterator); cleared by a read that succeeds. See [`crate::connectors::Source::failure`].
+    pub(super) failing: Option<SourceFailure>,
 }
-
-type FetchResult = (
-    Arc<str>,
-    Option<String>,
-    std::result::Result<RecordsPage, ApiError>,
-);
 
 impl Polling {
     pub(super) fn new(
@@ -62,6 +60,7 @@ impl Polling {
             empty_backoff: Backoff::new(min_interval, idle_backoff_max.max(min_interval))
                 .without_jitter(),
             readers: HashMap::new(),
+            failing: None,
         }
     }
 
@@ -79,8 +78,7 @@ impl Polling {
     }
 
     /// Reads every due shard (readable, nothing buffered, its wait over) once, concurrently,
-    /// and buffers what came back; `false` when no shard was due. Cancel-safe: nothing is applied until every read has
-    /// returned, so a dropped call loses nothing.
+    /// and buffers what came back; `false` when no shard was due.
     pub(super) async fn read(
         &mut self,
         api: &Arc<dyn KinesisApi>,
@@ -121,22 +119,35 @@ impl Polling {
                 (id, Some(it), page)
             });
         }
-        let mut results: Vec<FetchResult> = Vec::new();
+        // Each read is applied as it returns: a call dropped mid-round (only at shutdown)
+        // keeps the reads that finished; the rest are aborted with the set and read again.
+        let mut ok = false;
+        let mut failed: Option<SourceFailure> = None;
         while let Some(r) = set.join_next().await {
-            match r {
-                Ok(r) => results.push(r),
+            let (id, it, page) = r.map_err(|e| {
+                let message = format!("read task failed: {e}");
+                super::error(&self.stream, message, crate::Retry::No)
+            })?;
+            self.reader(&id).iterator = it;
+            match page {
+                Ok(p) => {
+                    ok = true;
+                    self.apply_page(&id, p, shards, metrics);
+                }
                 Err(e) => {
-                    let message = format!("read task failed: {e}");
-                    return Err(super::error(&self.stream, message, crate::Retry::No));
+                    if !matches!(e, ApiError::Throttled(_) | ApiError::ExpiredIterator(_)) {
+                        failed.get_or_insert_with(|| e.failure());
+                    } else {
+                        ok = true;
+                    }
+                    self.apply_error(&id, e, metrics);
                 }
             }
         }
-        for (id, it, page) in results {
-            self.reader(&id).iterator = it;
-            match page {
-                Ok(p) => self.apply_page(&id, p, shards, metrics),
-                Err(e) => self.apply_error(&id, e, metrics),
-            }
+        if ok {
+            self.failing = None;
+        } else if failed.is_some() {
+            self.failing = failed;
         }
         Ok(true)
     }

@@ -7,13 +7,13 @@ use std::time::Duration as StdDuration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::client::{ApiError, KinesisApi, SdkKinesis};
+use super::Metrics;
+use super::client::{KinesisApi, SdkKinesis};
 use super::config::{ConsumerConfig, KinesisSourceConfig, StartPosition};
 use super::efo::Efo;
 use super::polling::{ERROR_BACKOFF, Polling};
 use super::shards::Shards;
-use super::{Metrics, error};
-use crate::connectors::{Poll, RawItem, Source};
+use crate::connectors::{Poll, RawItem, Source, SourceFailure};
 use crate::{Error, Result, Retry};
 
 /// How shards are read.
@@ -32,6 +32,8 @@ pub struct KinesisSource {
     next_discovery: Instant,
     metrics: Metrics,
     pub(super) mode: Mode,
+    /// Set while ListShards fails (see [`Source::failure`]).
+    listing_failure: Option<SourceFailure>,
 }
 
 /// Hands out up to `max` buffered items; when that finished a shard, its children are
@@ -70,6 +72,7 @@ impl KinesisSource {
             next_discovery: Instant::now(),
             metrics: Metrics::new(),
             mode,
+            listing_failure: None,
         }
     }
 
@@ -94,16 +97,17 @@ impl KinesisSource {
     async fn discover(&mut self, api: &Arc<dyn KinesisApi>) -> Result<()> {
         let listed = match api.list_shards(&self.cfg.stream).await {
             Ok(l) => l,
-            Err(ApiError::NotFound(m)) => {
-                let message = format!("stream not found: {m}");
-                return Err(error(&self.cfg.stream, message, Retry::No));
-            }
             Err(e) => {
-                tracing::warn!(stream = %self.cfg.stream, error = %e, "ListShards failed; retrying.");
+                // A missing stream or refused credentials may be fixed while the job waits
+                // (a stream being created, a policy being attached): a failure the driver
+                // reports and, after `fail_after`, stops the job with.
+                tracing::debug!(stream = %self.cfg.stream, error = %e, "ListShards failed; retrying.");
+                self.listing_failure = Some(e.failure());
                 self.next_discovery = Instant::now() + ERROR_BACKOFF;
                 return Ok(());
             }
         };
+        self.listing_failure = None;
         self.shards.apply_listing(listed);
         self.next_discovery = Instant::now() + self.cfg.discovery_interval.as_std();
         Ok(())
@@ -158,5 +162,15 @@ impl Source for KinesisSource {
 
     fn position(&self) -> serde_json::Value {
         self.shards.position()
+    }
+
+    fn failure(&self) -> Option<SourceFailure> {
+        if let Some(f) = &self.listing_failure {
+            return Some(f.clone());
+        }
+        match &self.mode {
+            Mode::Polling(p) => p.failing.clone(),
+            Mode::Efo(_) => None,
+        }
     }
 }

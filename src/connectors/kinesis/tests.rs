@@ -38,6 +38,10 @@ struct FakeState {
     shards: Vec<(String, Vec<String>, Vec<KinesisRecord>, bool)>,
     throttle_next: u32,
     expire_next: u32,
+    /// ListShards fails with this while set.
+    list_fails: Option<ApiError>,
+    /// GetRecords answers AccessDenied this many times first.
+    deny_next: u32,
     get_records_calls: u32,
     iterator_requests: Vec<(String, IteratorStart)>,
     /// DescribeStreamConsumer answers "CREATING" this many times first.
@@ -163,6 +167,9 @@ fn parse_it(it: &str) -> (String, usize) {
 impl KinesisApi for Fake {
     async fn list_shards(&self, _stream: &str) -> std::result::Result<Vec<ShardInfo>, ApiError> {
         let st = self.0.lock().unwrap();
+        if let Some(e) = &st.list_fails {
+            return Err(e.clone());
+        }
         Ok(st
             .shards
             .iter()
@@ -204,6 +211,12 @@ impl KinesisApi for Fake {
             st.throttle_next -= 1;
             return Err(ApiError::Throttled(
                 "ProvisionedThroughputExceededException".into(),
+            ));
+        }
+        if st.deny_next > 0 {
+            st.deny_next -= 1;
+            return Err(ApiError::AccessDenied(
+                "GetRecords stream s: AccessDeniedException: not authorized".into(),
             ));
         }
         if st.expire_next > 0 {
@@ -374,6 +387,57 @@ async fn children_are_read_after_their_parents() {
     assert_eq!(p["finished"], serde_json::json!(["a", "b"]));
     // Partition key is the item's stream (the default record key).
     assert!(items.iter().all(|i| i.stream.starts_with('k')));
+}
+
+/// Issue 14.10: a stream that is missing or refused is a source failure (the driver turns
+/// `/readyz` 503 and stops the job after `fail_after`), not a silent retry; it clears when
+/// the calls succeed, and nothing is lost.
+#[tokio::test]
+async fn r14_10_refused_and_missing_streams_are_failures() {
+    let fake = Arc::new(Fake::default());
+    fake.shard("a", &[], 10, false);
+    fake.0.lock().unwrap().list_fails = Some(ApiError::NotFound(
+        "ListShards stream s: ResourceNotFoundException: Stream s not found".into(),
+    ));
+    let mut src = KinesisSource::with_api(cfg(), fake.clone());
+    assert!(matches!(src.poll(5).await.unwrap(), Poll::Idle(_)));
+    let f = src.failure().expect("a failure");
+    assert_eq!(f.kind, crate::connectors::FAILURE_NOT_FOUND);
+    assert!(
+        f.message.contains("ResourceNotFoundException"),
+        "{}",
+        f.message
+    );
+    // The stream appears; every read is refused: still a failure, now access denied.
+    {
+        let mut st = fake.0.lock().unwrap();
+        st.list_fails = None;
+        st.deny_next = 3;
+    }
+    let mut kinds = Vec::new();
+    let mut items = Vec::new();
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        match src.poll(5).await.unwrap() {
+            Poll::Items(i) => items.extend(i),
+            Poll::Idle(d) => {
+                if let Some(f) = src.failure() {
+                    kinds.push(f.kind);
+                }
+                tokio::time::sleep(d).await;
+            }
+            Poll::End => unreachable!(),
+        }
+        if items.len() == 10 {
+            break;
+        }
+    }
+    assert!(
+        kinds.contains(&crate::connectors::FAILURE_ACCESS_DENIED),
+        "{kinds:?}"
+    );
+    assert_eq!(items.len(), 10, "nothing lost");
+    assert_eq!(src.failure(), None);
 }
 
 #[tokio::test]

@@ -20,6 +20,27 @@
 //!
 //! The position (mark, newest LastModified, `recent`) is checkpointed, so a restart neither
 //! skips nor repeats an object.
+//!
+//! # Listing in pages
+//!
+//! A poll lists one page (up to 1,000 keys) at most, and fetches at most `fetch_batch`
+//! objects, so a poll returns within a few requests however large the bucket is (the
+//! contract on [`Source`]). A *scan* is a sequence of pages. Scans normally start after the
+//! mark (`StartAfter`): they read only what sorts above it, whatever lies below. With a late
+//! window, a *full scan* (from the first key) looks for late arrivals below the mark too; it
+//! runs when a scan from the mark found nothing and the last full scan finished more than
+//! `poll_interval` ago (and always before a `stop_when_idle` source ends). So a busy bucket
+//! costs one page per poll, and an idle one a full scan per `poll_interval`, as before.
+//!
+//! # Objects that cannot be read
+//!
+//! An object the source may not read (access denied, archived to Glacier, deleted after it
+//! was listed, a broken link, a file name that is not UTF-8) becomes a dead letter with a
+//! reason (`unreadable`, `bad_name`) and counts as delivered: it is written once, never
+//! retried, and never stops the job. A call that fails for the whole source (the bucket or
+//! folder is missing, the credentials are refused, the endpoint is down) is a
+//! [`SourceFailure`]: the poll answers [`Poll::Idle`], `/readyz` turns 503, and after
+//! `fail_after` without progress the job stops with the service's error.
 
 pub mod dir;
 
@@ -30,9 +51,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::connectors::{Poll, RawItem, Source};
-use crate::core::{Field, Origin, Record};
+use crate::connectors::{Poll, RawItem, Source, SourceFailure};
+use crate::core::{DeadLetter, Field, Origin, Record};
 use crate::{Error, Result};
+
+/// Keys per listing page (S3's own maximum; the `dir` lister pages its walk the same way).
+pub const PAGE_SIZE: usize = 1000;
+
+/// Bytes fetched per poll at most (at least one object is): with `fetch_batch` objects of
+/// up to `max_object_bytes` each, a poll could otherwise hold gigabytes.
+const MAX_POLL_BYTES: usize = 64 << 20;
+
+/// Wait before retrying a failed call, at most (the poll interval when that is shorter).
+const FAILURE_WAIT: Duration = Duration::from_secs(2);
 
 /// One listed object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,17 +76,60 @@ pub struct ObjectMeta {
     pub etag: String,
     /// LastModified, epoch milliseconds.
     pub last_modified_ms: i64,
+    /// Set when the lister already knows the object cannot be read (a file name that is not
+    /// UTF-8, a broken link, a folder it may not list): the reason code and why. It is
+    /// dead-lettered in its turn instead of fetched.
+    pub unreadable: Option<(&'static str, String)>,
+}
+
+impl ObjectMeta {
+    /// A readable object.
+    pub fn new(key: String, size: u64, etag: String, last_modified_ms: i64) -> Self {
+        ObjectMeta {
+            key,
+            size,
+            etag,
+            last_modified_ms,
+            unreadable: None,
+        }
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    /// Objects, in key order.
+    pub objects: Vec<ObjectMeta>,
+    /// Continuation of the listing (pass it as `token` for the next page); `None` on the
+    /// last page.
+    pub next: Option<String>,
+}
+
+/// Why a [`Lister::get`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GetError {
+    /// This object cannot be read (access denied, archived, deleted since the listing):
+    /// dead-letter it with this reason code and message, and go on.
+    Unreadable(&'static str, String),
+    /// The call failed for the whole source (the endpoint is down, the bucket is gone):
+    /// retry later.
+    Failing(SourceFailure),
 }
 
 /// Lists and fetches objects.
 #[async_trait]
 pub trait Lister: Send {
-    /// Every object under the prefix whose key sorts after `start_after` (all when `None`),
-    /// in key order, following pagination to the end.
-    async fn list(&mut self, start_after: Option<&str>) -> Result<Vec<ObjectMeta>>;
+    /// One page of the objects under the prefix whose key sorts after `start_after` (all when
+    /// `None`), in key order; `token` is the previous page's [`Page::next`] (`None` for the
+    /// first page). One request at most.
+    async fn list_page(
+        &mut self,
+        start_after: Option<&str>,
+        token: Option<&str>,
+    ) -> std::result::Result<Page, SourceFailure>;
 
     /// The object's bytes.
-    async fn get(&mut self, key: &str) -> Result<Vec<u8>>;
+    async fn get(&mut self, key: &str) -> std::result::Result<Vec<u8>, GetError>;
 
     /// Where objects live (bucket name or folder path): the `bucket` field and the origin
     /// stream of the records.
@@ -81,6 +155,24 @@ pub struct ObjectOptions {
     pub fetch_batch: usize,
 }
 
+/// What fetching one queued object gave.
+enum Fetched {
+    Bytes(Vec<u8>),
+    TooLarge,
+    Unreadable(&'static str, String),
+}
+
+/// A listing in progress (see the module docs).
+#[derive(Debug, Clone)]
+struct Scan {
+    /// Where it started: after this key, or from the first key (a full scan).
+    start_after: Option<String>,
+    /// The next page's continuation; `None` before the first page.
+    token: Option<String>,
+    /// Whether a page of this scan found something new.
+    found: bool,
+}
+
 /// See the module docs.
 pub struct ObjectSource<L: Lister> {
     lister: L,
@@ -96,8 +188,16 @@ pub struct ObjectSource<L: Lister> {
     /// below the mark modified at or before it are taken as delivered, so an evicted key is
     /// never delivered again (a late arrival that old is missed instead, with a warning).
     evicted_ms: i64,
-    /// Objects found by the last listing and not delivered yet, in key order.
+    /// Objects found by the last page and not delivered yet, in key order.
     queue: VecDeque<ObjectMeta>,
+    /// The listing in progress.
+    scan: Option<Scan>,
+    /// When the last full scan finished.
+    full_scanned: Option<tokio::time::Instant>,
+    /// The call that is failing, until one succeeds.
+    failure: Option<SourceFailure>,
+    /// Objects that could not be read, for [`Source::take_dead_letters`].
+    dead: Vec<DeadLetter>,
     location: Arc<str>,
 }
 
@@ -114,6 +214,10 @@ impl<L: Lister> ObjectSource<L> {
             recent: BTreeMap::new(),
             evicted_ms: i64::MIN,
             queue: VecDeque::new(),
+            scan: None,
+            full_scanned: None,
+            failure: None,
+            dead: Vec::new(),
             location,
         }
     }
@@ -173,12 +277,16 @@ impl<L: Lister> ObjectSource<L> {
         }
     }
 
-    fn record(&self, o: &ObjectMeta, bytes: Vec<u8>) -> Record {
-        let mut r = Record::new(o.key.as_str(), vec![]);
-        r.origin = Origin {
+    fn origin(&self, o: &ObjectMeta) -> Origin {
+        Origin {
             stream: Some(Arc::clone(&self.location)),
             position: Some(o.key.clone().into_boxed_str()),
-        };
+        }
+    }
+
+    fn record(&self, o: &ObjectMeta, bytes: Vec<u8>) -> Record {
+        let mut r = Record::new(o.key.as_str(), vec![]);
+        r.origin = self.origin(o);
         r.blob = Some(Arc::from(bytes));
         let names = object_field_names();
         r.push_field(&names[0], Field::Str(Arc::clone(&self.location)));
@@ -186,6 +294,84 @@ impl<L: Lister> ObjectSource<L> {
         r.push_field(&names[2], Field::U64(o.size));
         r.push_field(&names[3], Field::I64(o.last_modified_ms));
         r
+    }
+
+    /// The wait after a failed call.
+    fn failing(&mut self, f: SourceFailure) -> Poll {
+        self.failure = Some(f);
+        Poll::Idle(self.opts.poll_interval.min(FAILURE_WAIT))
+    }
+
+    /// The scan to start: from the mark, or a full scan when one is due (see the module docs).
+    fn next_scan(&self, after_empty: bool) -> Scan {
+        let full_due = self.late_ms() > 0
+            && after_empty
+            && (self.opts.stop_when_idle
+                || self
+                    .full_scanned
+                    .is_none_or(|t| t.elapsed() >= self.opts.poll_interval));
+        Scan {
+            start_after: if full_due { None } else { self.mark.clone() },
+            token: None,
+            found: false,
+        }
+    }
+
+    /// Lists one page into the queue. `Some(poll)` when the poll must answer that (a failure,
+    /// the end of an empty scan); `None` when the queue may hold something to fetch.
+    async fn list_page(&mut self) -> Option<Poll> {
+        // Cancel safety: state changes only after the call returned.
+        let scan = self.scan.clone().unwrap_or_else(|| self.next_scan(false));
+        let page = match self
+            .lister
+            .list_page(scan.start_after.as_deref(), scan.token.as_deref())
+            .await
+        {
+            Ok(p) => p,
+            Err(f) => {
+                self.scan = Some(scan);
+                return Some(self.failing(f));
+            }
+        };
+        self.failure = None;
+        let fresh: VecDeque<ObjectMeta> = page
+            .objects
+            .into_iter()
+            .filter(|o| self.suffix_ok(&o.key) && self.is_new(o))
+            .collect();
+        let found = scan.found || !fresh.is_empty();
+        self.queue = fresh;
+        match page.next {
+            Some(token) => {
+                self.scan = Some(Scan {
+                    token: Some(token),
+                    found,
+                    ..scan
+                });
+                None
+            }
+            None => {
+                let full = scan.start_after.is_none();
+                if full {
+                    self.full_scanned = Some(tokio::time::Instant::now());
+                }
+                self.scan = None;
+                if found {
+                    return None;
+                }
+                // A whole scan found nothing: a full scan next if one is due, else wait.
+                let next = self.next_scan(true);
+                if next.start_after.is_none() && !full && self.late_ms() > 0 {
+                    self.scan = Some(next);
+                    return None;
+                }
+                Some(if self.opts.stop_when_idle {
+                    Poll::End
+                } else {
+                    Poll::Idle(self.opts.poll_interval)
+                })
+            }
+        }
     }
 }
 
@@ -210,62 +396,89 @@ impl<L: Lister> Source for ObjectSource<L> {
         self.recent = p.recent.into_iter().collect();
         self.evicted_ms = p.evicted_ms;
         self.queue.clear();
+        self.scan = None;
         Ok(())
     }
 
     async fn poll(&mut self, max: usize) -> Result<Poll> {
         if self.queue.is_empty() {
-            // Cancel safety: state changes only after the listing completed.
-            let start_after = if self.late_ms() > 0 {
-                None
-            } else {
-                self.mark.clone()
-            };
-            let listed = self.lister.list(start_after.as_deref()).await?;
-            let fresh: VecDeque<ObjectMeta> = listed
-                .into_iter()
-                .filter(|o| self.suffix_ok(&o.key) && self.is_new(o))
-                .collect();
-            if fresh.is_empty() {
-                return Ok(if self.opts.stop_when_idle {
-                    Poll::End
-                } else {
-                    Poll::Idle(self.opts.poll_interval)
-                });
+            if let Some(p) = self.list_page().await {
+                return Ok(p);
             }
-            self.queue = fresh;
+            if self.queue.is_empty() {
+                // A page with nothing new, more pages to come.
+                return Ok(Poll::Idle(Duration::ZERO));
+            }
         }
         let n = max
             .clamp(1, self.opts.fetch_batch.max(1))
             .min(self.queue.len());
         // Fetch first, then pop: a poll dropped mid-fetch leaves the queue as it was.
         let mut fetched = Vec::with_capacity(n);
+        let mut bytes = 0usize;
         for o in self.queue.iter().take(n) {
-            if o.size > self.opts.max_object_bytes {
-                fetched.push(None);
-            } else {
-                fetched.push(Some(self.lister.get(&o.key).await?));
+            if bytes >= MAX_POLL_BYTES {
+                break;
             }
-        }
-        let mut items = Vec::with_capacity(n);
-        for bytes in fetched {
-            let o = self.queue.pop_front().expect("n <= queue length");
-            let mut item = RawItem::new(Vec::new(), Arc::clone(&self.location));
-            item.origin = Origin {
-                stream: Some(Arc::clone(&self.location)),
-                position: Some(o.key.clone().into_boxed_str()),
-            };
-            match bytes {
-                None => {
-                    item.data = o.key.as_bytes().to_vec();
-                    item.too_large = Some(o.size.try_into().unwrap_or(usize::MAX));
+            fetched.push(if let Some((reason, why)) = &o.unreadable {
+                Fetched::Unreadable(reason, why.clone())
+            } else if o.size > self.opts.max_object_bytes {
+                Fetched::TooLarge
+            } else {
+                match self.lister.get(&o.key).await {
+                    Ok(b) => {
+                        bytes += b.len();
+                        Fetched::Bytes(b)
+                    }
+                    Err(GetError::Unreadable(reason, why)) => Fetched::Unreadable(reason, why),
+                    Err(GetError::Failing(f)) if fetched.is_empty() => {
+                        return Ok(self.failing(f));
+                    }
+                    // Hand out what was fetched; this object is fetched again next poll.
+                    Err(GetError::Failing(_)) => break,
                 }
-                Some(b) => item.record = Some(Box::new(self.record(&o, b))),
+            });
+        }
+        let mut items = Vec::with_capacity(fetched.len());
+        for got in fetched {
+            let o = self.queue.pop_front().expect("fetched <= queue length");
+            let stream = Arc::clone(&self.location);
+            match got {
+                Fetched::TooLarge => {
+                    let mut item = RawItem::new(o.key.as_bytes().to_vec(), stream);
+                    item.origin = self.origin(&o);
+                    item.too_large = Some(o.size.try_into().unwrap_or(usize::MAX));
+                    items.push(item);
+                }
+                Fetched::Bytes(b) => {
+                    let mut item = RawItem::new(Vec::new(), stream);
+                    item.origin = self.origin(&o);
+                    item.record = Some(Box::new(self.record(&o, b)));
+                    items.push(item);
+                }
+                Fetched::Unreadable(reason, message) => self.dead.push(DeadLetter {
+                    reason,
+                    message,
+                    data: o.key.clone(),
+                    origin: self.origin(&o),
+                }),
             }
             self.delivered(&o);
-            items.push(item);
+        }
+        self.failure = None;
+        if items.is_empty() {
+            // Only dead letters this time: the driver writes them after the poll.
+            return Ok(Poll::Idle(Duration::ZERO));
         }
         Ok(Poll::Items(items))
+    }
+
+    fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.dead)
+    }
+
+    fn failure(&self) -> Option<SourceFailure> {
+        self.failure.clone()
     }
 
     fn position(&self) -> serde_json::Value {
@@ -332,135 +545,4 @@ impl ObjectOptions {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An in-memory bucket for the position logic (the S3 lister is tested against moto).
-    /// Key → (bytes, LastModified ms).
-    type Objects = BTreeMap<String, (Vec<u8>, i64)>;
-
-    #[derive(Clone, Default)]
-    struct Mem(Arc<std::sync::Mutex<Objects>>);
-
-    #[async_trait]
-    impl Lister for Mem {
-        async fn list(&mut self, start_after: Option<&str>) -> Result<Vec<ObjectMeta>> {
-            Ok(self
-                .0
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|(k, _)| start_after.is_none_or(|s| k.as_str() > s))
-                .map(|(k, (b, lm))| ObjectMeta {
-                    key: k.clone(),
-                    size: b.len() as u64,
-                    etag: "e".into(),
-                    last_modified_ms: *lm,
-                })
-                .collect())
-        }
-        async fn get(&mut self, key: &str) -> Result<Vec<u8>> {
-            Ok(self.0.lock().unwrap()[key].0.clone())
-        }
-        fn location(&self) -> &str {
-            "mem"
-        }
-    }
-
-    fn opts() -> ObjectOptions {
-        ObjectOptions {
-            suffixes: vec![],
-            poll_interval: Duration::from_secs(1),
-            late_window: Duration::from_secs(60),
-            max_object_bytes: 10,
-            stop_when_idle: true,
-            max_tracked_keys: 1000,
-            fetch_batch: 2,
-        }
-    }
-
-    async fn drain(src: &mut ObjectSource<Mem>, out: &mut Vec<String>) {
-        while let Poll::Items(items) = src.poll(2).await.unwrap() {
-            for i in items {
-                out.push(match i.record {
-                    Some(r) => r.key.to_string(),
-                    None => format!("too_large:{}", String::from_utf8(i.data).unwrap()),
-                });
-            }
-        }
-    }
-
-    /// Issue 14.6: with more recent objects than `max_tracked_keys`, an evicted key used to
-    /// look new again (below the mark but within the late window): it was delivered again on
-    /// every listing and `stop_when_idle` never ended.
-    #[tokio::test]
-    async fn r14_6_evicted_keys_are_never_delivered_again() {
-        let mem = Mem::default();
-        for (i, k) in ["a", "b", "c", "d", "e"].iter().enumerate() {
-            let lm = 1000 + i as i64;
-            mem.0
-                .lock()
-                .unwrap()
-                .insert(format!("{k}.jpg"), (vec![1], lm));
-        }
-        let mut o = opts();
-        o.max_tracked_keys = 2;
-        let mut src = ObjectSource::new(mem.clone(), o.clone(), "test");
-        let mut got = Vec::new();
-        // `drain` ends at the first listing that finds nothing new (stop_when_idle): before
-        // the fix it never did, so bound the polls.
-        for _ in 0..20 {
-            match src.poll(2).await.unwrap() {
-                Poll::Items(items) => {
-                    got.extend(items.into_iter().map(|i| i.record.unwrap().key.to_string()))
-                }
-                _ => break,
-            }
-        }
-        assert_eq!(got, ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"]);
-        // A restart from the position does not deliver them either; a genuinely new late key
-        // (newer than anything evicted) still is.
-        mem.0
-            .lock()
-            .unwrap()
-            .insert("0-late.jpg".into(), (vec![1], 1010));
-        let mut resumed = ObjectSource::new(mem.clone(), o, "test");
-        resumed.restore(&src.position()).await.unwrap();
-        let mut more = Vec::new();
-        drain(&mut resumed, &mut more).await;
-        assert_eq!(more, ["0-late.jpg"]);
-    }
-
-    #[tokio::test]
-    async fn late_keys_are_read_once_across_restarts() {
-        let mem = Mem::default();
-        let put = |k: &str, lm: i64, n: usize| {
-            mem.0
-                .lock()
-                .unwrap()
-                .insert(k.to_string(), (vec![1; n], lm));
-        };
-        put("b it's ü.jpg", 1000, 3);
-        put("d.jpg", 1000, 3);
-        put("big.jpg", 1000, 30);
-        let mut src = ObjectSource::new(mem.clone(), opts(), "test");
-        let mut got = Vec::new();
-        drain(&mut src, &mut got).await;
-        assert_eq!(got, ["b it's ü.jpg", "too_large:big.jpg", "d.jpg"]);
-        // A late key below the mark, a new key above it, and a very old key below it.
-        put("a.jpg", 2000, 1);
-        put("e.jpg", 2000, 1);
-        put("0-ancient.jpg", -100_000, 1);
-        let pos = src.position();
-        let mut resumed = ObjectSource::new(mem.clone(), opts(), "test");
-        resumed.restore(&pos).await.unwrap();
-        let mut more = Vec::new();
-        drain(&mut resumed, &mut more).await;
-        assert_eq!(more, ["a.jpg", "e.jpg"]);
-        let mut again = ObjectSource::new(mem.clone(), opts(), "test");
-        again.restore(&resumed.position()).await.unwrap();
-        let mut none = Vec::new();
-        drain(&mut again, &mut none).await;
-        assert!(none.is_empty(), "{none:?}");
-    }
-}
+mod tests;

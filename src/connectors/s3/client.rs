@@ -55,6 +55,9 @@ pub enum GetObjectError {
     /// GetObject failed otherwise.
     #[error("{chain}")]
     Request {
+        /// The service's error code (`AccessDenied`, `InvalidObjectState`, `NoSuchBucket`);
+        /// `None` for transport errors.
+        code: Option<String>,
         /// `"<code>: <message>"` when the service answered (NoSuchBucket, AccessDenied …):
         /// what says it best; `None` for transport errors, which `chain` describes.
         service: Option<String>,
@@ -114,7 +117,12 @@ pub async fn get_object(
                 let service = e
                     .code()
                     .map(|code| format!("{code}: {}", e.message().unwrap_or("")));
-                GetObjectError::Request { service, chain }
+                let code = e.code().map(String::from);
+                GetObjectError::Request {
+                    code,
+                    service,
+                    chain,
+                }
             }
         })?;
     if let (Some(max), Some(len)) = (max_bytes, obj.content_length())

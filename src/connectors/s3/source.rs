@@ -7,10 +7,13 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::client::{GetObjectError, S3Connection, get_object, sdk_error};
-use crate::connectors::objects::{self, Lister, ObjectMeta, ObjectOptions, ObjectSource};
-use crate::connectors::{Source, SourceSpec};
+use crate::Result;
+use crate::connectors::aws::failure_kind;
+use crate::connectors::objects::{
+    self, GetError, Lister, ObjectMeta, ObjectOptions, ObjectSource, Page,
+};
+use crate::connectors::{Source, SourceFailure, SourceSpec};
 use crate::core::{ConfigError, Duration};
-use crate::{Error, Result};
 
 /// `type = "s3"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +49,11 @@ pub struct S3SourceConfig {
     pub endpoint_url: Option<String>,
     /// Region. Default: the standard chain (`AWS_REGION`, profile), else `us-east-1`.
     pub region: Option<String>,
+    /// How long listing or reading may fail (the bucket missing, access denied, the endpoint
+    /// down) without progress before the job stops with exit code 1; meanwhile `/readyz`
+    /// answers 503. Default 5 min.
+    #[serde(default = "crate::connectors::default_fail_after")]
+    pub fail_after: Duration,
 }
 
 impl S3SourceConfig {
@@ -79,6 +87,10 @@ impl SourceSpec for S3SourceConfig {
 
     fn max_record_bytes(&self) -> usize {
         self.max_object_bytes.try_into().unwrap_or(usize::MAX)
+    }
+
+    fn fail_after(&self) -> std::time::Duration {
+        self.fail_after.as_std()
     }
 
     /// The client is created on first use.
@@ -115,64 +127,98 @@ impl S3Lister {
         c
     }
 
-    fn error(&self, what: &str, detail: String) -> Error {
-        Error::Source {
-            component: "s3".into(),
+    fn failure(&self, what: &str, code: Option<&str>, detail: String) -> SourceFailure {
+        SourceFailure {
+            kind: failure_kind(code),
             message: format!("{what} in bucket {}: {detail}", self.cfg.bucket),
-            retry: crate::Retry::WithBackoff,
         }
     }
 }
 
+/// Error codes that mean this one object cannot be read (dead-lettered), as opposed to a
+/// failure of the whole source.
+fn object_unreadable(code: &str) -> bool {
+    matches!(
+        code,
+        "AccessDenied" | "InvalidObjectState" | "NoSuchKey" | "NoSuchVersion" | "InvalidRange"
+    ) || code.starts_with("KMS")
+}
+
 #[async_trait]
 impl Lister for S3Lister {
-    async fn list(&mut self, start_after: Option<&str>) -> Result<Vec<ObjectMeta>> {
+    async fn list_page(
+        &mut self,
+        start_after: Option<&str>,
+        token: Option<&str>,
+    ) -> std::result::Result<Page, SourceFailure> {
+        use aws_sdk_s3::error::ProvideErrorMetadata;
         let client = self.client().await;
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut req = client
-                .list_objects_v2()
-                .bucket(&self.cfg.bucket)
-                .prefix(&self.cfg.prefix);
-            if let Some(s) = start_after {
-                req = req.start_after(s);
-            }
-            if let Some(t) = &token {
-                req = req.continuation_token(t);
-            }
-            let page = req
-                .send()
-                .await
-                .map_err(|e| self.error("listing objects", sdk_error(&e)))?;
-            for o in page.contents() {
-                let Some(key) = o.key() else { continue };
-                out.push(ObjectMeta {
-                    key: key.to_string(),
-                    size: o.size().unwrap_or(0).max(0) as u64,
-                    etag: o.e_tag().unwrap_or_default().trim_matches('"').to_string(),
-                    last_modified_ms: o
-                        .last_modified()
+        let mut req = client
+            .list_objects_v2()
+            .bucket(&self.cfg.bucket)
+            .prefix(&self.cfg.prefix)
+            .max_keys(objects::PAGE_SIZE as i32);
+        if let Some(s) = start_after {
+            req = req.start_after(s);
+        }
+        if let Some(t) = token {
+            req = req.continuation_token(t);
+        }
+        let page = req
+            .send()
+            .await
+            .map_err(|e| self.failure("listing objects", e.code(), sdk_error(&e)))?;
+        // ListObjectsV2 returns keys in UTF-8 binary order, which is Rust's `str` order.
+        let objects = page
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                let key = o.key()?;
+                Some(ObjectMeta::new(
+                    key.to_string(),
+                    o.size().unwrap_or(0).max(0) as u64,
+                    o.e_tag().unwrap_or_default().trim_matches('"').to_string(),
+                    o.last_modified()
                         .and_then(|t| t.to_millis().ok())
                         .unwrap_or(0),
-                });
-            }
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated().unwrap_or(false) => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
-        // ListObjectsV2 returns keys in UTF-8 binary order, which is Rust's `str` order.
-        Ok(out)
+                ))
+            })
+            .collect();
+        let next = match page.next_continuation_token() {
+            Some(t) if page.is_truncated().unwrap_or(false) => Some(t.to_string()),
+            _ => None,
+        };
+        Ok(Page { objects, next })
     }
 
-    async fn get(&mut self, key: &str) -> Result<Vec<u8>> {
+    async fn get(&mut self, key: &str) -> std::result::Result<Vec<u8>, GetError> {
         let client = self.client().await;
-        get_object(&client, &self.cfg.bucket, key, None)
+        let max = self.cfg.max_object_bytes;
+        get_object(&client, &self.cfg.bucket, key, Some(max))
             .await
             .map_err(|e| match e {
-                GetObjectError::Body(chain) => self.error(&format!("reading {key}"), chain),
-                e => self.error(&format!("getting {key}"), e.to_string()),
+                GetObjectError::NoSuchKey { chain } => GetError::Unreadable(
+                    "unreadable",
+                    format!("{chain} (deleted after it was listed)"),
+                ),
+                GetObjectError::Request {
+                    code: Some(code),
+                    chain,
+                    ..
+                } if object_unreadable(&code) => GetError::Unreadable("unreadable", chain),
+                GetObjectError::Request { code, chain, .. } => GetError::Failing(self.failure(
+                    &format!("getting {key}"),
+                    code.as_deref(),
+                    chain,
+                )),
+                // The object grew after it was listed.
+                e @ GetObjectError::TooLarge { .. } => GetError::Unreadable(
+                    "too_large",
+                    format!("s3://{}/{key}: {e}", self.cfg.bucket),
+                ),
+                GetObjectError::Body(chain) => {
+                    GetError::Failing(self.failure(&format!("reading {key}"), None, chain))
+                }
             })
     }
 
