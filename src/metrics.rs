@@ -23,6 +23,8 @@ pub const SOURCE_BYTES: &str = "osprey_source_bytes_total";
 /// Polls that found the source failing, by `component` and `kind` (`access_denied`,
 /// `not_found`, `unavailable`); `/readyz` answers 503 meanwhile (see `connectors::Source`).
 pub const SOURCE_ERRORS: &str = "osprey_source_errors_total";
+/// Keyed-state entries deleted because their TTL passed, by `partition`.
+pub const STATE_EXPIRED: &str = "osprey_state_expired_total";
 /// Records entering an operator.
 pub const OPERATOR_RECORDS_IN: &str = "osprey_operator_records_in_total";
 /// Records leaving an operator.

@@ -94,6 +94,14 @@ pub struct RuntimeConfig {
     pub batch_size: usize,
     /// Capacity of each partition's input channel, in records (backpressure bound).
     pub channel_capacity: usize,
+    /// How much work may queue ahead of each partition, as time at the partition's measured
+    /// rate (operators and sink included), e.g. `"1s"`: a checkpoint barrier waits behind
+    /// about this much, however slow the operators or the sink are. `"0s"`: records only
+    /// (`channel_capacity`). Default 1 s.
+    pub in_flight_target: Duration,
+    /// Bytes of record payload (objects, raw lines) queued ahead of each partition at most;
+    /// one batch always passes. Default 64 MiB.
+    pub max_in_flight_bytes: u64,
     /// How long a graceful stop (SIGTERM or SIGINT) may take to write its final checkpoint,
     /// e.g. `"60s"`. Past it the process exits 1 without it; the newest complete checkpoint
     /// stays valid and the next start resumes from it. A second signal exits at once.
@@ -107,6 +115,8 @@ impl Default for RuntimeConfig {
             key_groups: 256,
             batch_size: 1024,
             channel_capacity: 16_384,
+            in_flight_target: Duration::from_secs(1),
+            max_in_flight_bytes: 64 << 20,
             shutdown_timeout: Duration::from_secs(60),
         }
     }

@@ -113,12 +113,16 @@ fn open_keyed<V: StateValue>(
 /// A keyed table whose value type the runtime does not know.
 trait ErasedTable: Send {
     fn flush(&mut self, writes: &mut WriteBatch);
+    fn sweep(&mut self, key_group: u16, writes: &mut WriteBatch) -> Result<usize>;
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
 impl<V: StateValue> ErasedTable for KeyedState<V> {
     fn flush(&mut self, writes: &mut WriteBatch) {
         KeyedState::flush(self, writes);
+    }
+    fn sweep(&mut self, key_group: u16, writes: &mut WriteBatch) -> Result<usize> {
+        KeyedState::sweep(self, key_group, writes)
     }
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
@@ -179,6 +183,16 @@ impl Tables {
         for t in &mut self.tables {
             t.flush(writes);
         }
+    }
+
+    /// Deletes the expired entries of `key_group` from every table with a TTL, into
+    /// `writes`; returns how many (see [`KeyedState::sweep`]).
+    pub fn sweep(&mut self, key_group: u16, writes: &mut WriteBatch) -> Result<usize> {
+        let mut n = 0;
+        for t in &mut self.tables {
+            n += t.sweep(key_group, writes)?;
+        }
+        Ok(n)
     }
 }
 

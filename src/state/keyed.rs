@@ -31,6 +31,8 @@ pub struct KeyedState<V> {
     scratch: Vec<u8>,
     ttl_ms: Option<i64>,
     capacity: usize,
+    /// The latest time an entry was read or written at: "now" for the TTL sweep.
+    latest_ms: i64,
     _v: PhantomData<V>,
 }
 
@@ -53,6 +55,7 @@ impl<V: StateValue> KeyedState<V> {
             scratch: Vec::new(),
             ttl_ms: ttl.map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
             capacity: DEFAULT_CACHE_ENTRIES,
+            latest_ms: i64::MIN,
             _v: PhantomData,
         })
     }
@@ -69,6 +72,7 @@ impl<V: StateValue> KeyedState<V> {
     }
 
     fn load(&mut self, key_group: u16, key: &[u8], now_ms: i64) -> Result<()> {
+        self.latest_ms = self.latest_ms.max(now_ms);
         self.scratch.clear();
         self.scratch.extend_from_slice(&key_group.to_be_bytes());
         self.scratch.extend_from_slice(key);
@@ -179,6 +183,39 @@ impl<V: StateValue> KeyedState<V> {
             // come from RocksDB's block cache.
             self.cache.clear();
         }
+    }
+
+    /// Deletes the entries of `key_group` that expired (not written for longer than the TTL
+    /// before the latest time this table saw), into `batch`; returns how many. The runtime
+    /// calls it at barriers for one key group at a time, so expired state leaves RocksDB
+    /// instead of only reading as absent. Entries in the cache are left to it: a dirty one is
+    /// newer than what is stored, and a clean one is swept on a later round.
+    pub fn sweep(&mut self, key_group: u16, batch: &mut WriteBatch) -> Result<usize> {
+        let Some(ttl) = self.ttl_ms else {
+            return Ok(0);
+        };
+        if self.latest_ms == i64::MIN {
+            return Ok(0);
+        }
+        let horizon = self.latest_ms.saturating_sub(ttl);
+        let mut n = 0;
+        for (key, value) in self
+            .backend
+            .scan_prefix(self.table, &key_group.to_be_bytes())?
+        {
+            if self.cache.contains_key(key.as_slice()) {
+                continue;
+            }
+            let stamp = value
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(i64::MAX, i64::from_le_bytes);
+            if stamp < horizon {
+                batch.ops.push((self.table, key, None));
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Number of cached entries.

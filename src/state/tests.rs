@@ -126,3 +126,42 @@ fn map_and_list_state() {
         vec![1, 2, 3]
     );
 }
+
+/// Issue 14.11: expired entries are deleted from the backend by the sweep, not only read as
+/// absent; live and cached entries stay, and every other key group is left alone.
+#[test]
+fn r14_11_sweep_deletes_expired_entries() {
+    for kind in [BackendKind::Memory, BackendKind::Rocksdb] {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = open_backend(kind, &dir.path().join("live"), None).unwrap();
+        let ttl = Some(std::time::Duration::from_millis(100));
+        let mut state = KeyedState::<u64>::open(Arc::clone(&backend), "op.t", ttl).unwrap();
+        // Key group 1: "old" at t=0, "new" at t=950; key group 2: "other" at t=0.
+        state.insert(1, b"old", 0, 1);
+        state.insert(1, b"new", 950, 2);
+        state.insert(2, b"other", 0, 3);
+        let mut batch = WriteBatch::default();
+        state.flush(&mut batch);
+        backend.write(batch).unwrap();
+        // A fresh view (nothing cached) that has seen t=1000.
+        let mut view = KeyedState::<u64>::open(Arc::clone(&backend), "op.t", ttl).unwrap();
+        assert_eq!(view.get(1, b"new", 1000).unwrap(), Some(&2));
+        let mut batch = WriteBatch::default();
+        assert_eq!(view.sweep(1, &mut batch).unwrap(), 1, "{kind:?}");
+        backend.write(batch).unwrap();
+        let table = backend.open_table("op.t").unwrap();
+        assert_eq!(backend.get(table, &state_key(1, b"old")).unwrap(), None);
+        assert!(backend.get(table, &state_key(1, b"new")).unwrap().is_some());
+        assert!(
+            backend
+                .get(table, &state_key(2, b"other"))
+                .unwrap()
+                .is_some()
+        );
+        // Without a TTL nothing is swept.
+        let mut keep = KeyedState::<u64>::open(Arc::clone(&backend), "op.t", None).unwrap();
+        let _ = keep.get(2, b"other", 10_000).unwrap();
+        let mut batch = WriteBatch::default();
+        assert_eq!(keep.sweep(2, &mut batch).unwrap(), 0);
+    }
+}

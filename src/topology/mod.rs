@@ -9,12 +9,15 @@
 //! ```
 
 mod coordinator;
+mod fill;
 mod partition;
 mod source;
 
+use fill::Fill;
+
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::JobConfig;
 use crate::connectors::SinkConfig;
 use crate::connectors::output::{OutputIdentity, SinkRole};
+use crate::core::partition::partition_of;
 use crate::core::{Batch, Record};
 use crate::metrics::Health;
 use crate::operators::{Barrier, BuildContext, Context, DeadLetter};
@@ -89,22 +93,6 @@ pub struct RunSummary {
     pub final_epoch: u64,
     /// Records read by the source over the job's life (including before a restore).
     pub records_in: u64,
-}
-
-/// Records in flight in a partition's channel (for the channel-fill gauge).
-#[derive(Debug, Default)]
-pub(crate) struct Fill(AtomicUsize);
-
-impl Fill {
-    fn add(&self, n: usize) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-    fn sub(&self, n: usize) {
-        self.0.fetch_sub(n, Ordering::Relaxed);
-    }
-    fn get(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
-    }
 }
 
 /// The first error a task reported; the job stops with it.
@@ -380,6 +368,11 @@ pub async fn run(
     let partitions = cfg.runtime.partitions();
     let batch_size = cfg.runtime.batch_size;
     let channel_batches = (cfg.runtime.channel_capacity / batch_size).max(1);
+    let bounds = fill::Bounds {
+        target: cfg.runtime.in_flight_target.as_std(),
+        max_bytes: usize::try_from(cfg.runtime.max_in_flight_bytes).unwrap_or(usize::MAX),
+        batch_size,
+    };
     let (ack_tx, ack_rx) = mpsc::channel::<Ack>(64 + 4 * partitions);
     let (trigger_tx, trigger_rx) = mpsc::channel::<Barrier>(4);
     let root_token = CancellationToken::new();
@@ -392,7 +385,7 @@ pub async fn run(
     let resources = crate::operators::Resources::default();
     for p in 0..partitions {
         let (tx, rx) = mpsc::channel::<Message>(channel_batches);
-        let fill = Arc::new(Fill::default());
+        let fill = Arc::new(Fill::new(bounds));
         let name = format!("p{p:03}");
         m.channel_capacity
             .with_label_values(&[&name])
@@ -426,6 +419,10 @@ pub async fn run(
             input: rx,
             acks: ack_tx.clone(),
             fill: Arc::clone(&fill),
+            key_groups: (0..cfg.runtime.key_groups)
+                .filter(|&g| partition_of(g, cfg.runtime.key_groups, partitions) == p)
+                .collect(),
+            sweep_next: 0,
         };
         spawn_named(&tracker, &root_token, &failure, name, runner.run());
         senders.push(tx);

@@ -57,10 +57,15 @@ pub(super) struct PartitionRunner {
     pub input: mpsc::Receiver<Message>,
     pub acks: mpsc::Sender<Ack>,
     pub fill: Arc<Fill>,
+    /// The key groups this partition owns: one is swept for expired state per barrier.
+    pub key_groups: Vec<u16>,
+    /// The next of them to sweep.
+    pub sweep_next: usize,
 }
 
 impl PartitionRunner {
     pub async fn run(mut self) -> Result<()> {
+        let _release_source = super::fill::CloseOnDrop(Arc::clone(&self.fill));
         let tick = self.ops.iter().filter_map(|s| s.op.tick_interval()).min();
         let mut ticker = tick.map(|d| {
             let mut t = tokio::time::interval(d);
@@ -85,9 +90,11 @@ impl PartitionRunner {
             };
             match msg {
                 Some(Message::Batch(batch)) => {
-                    self.fill.sub(batch.len());
-                    fill_gauge.set(self.fill.get() as i64);
+                    let (records, started) = (batch.len(), std::time::Instant::now());
+                    let bytes = batch.iter().map(super::fill::record_bytes).sum();
                     self.downstream(0, batch).await?;
+                    self.fill.done(records, bytes, started.elapsed());
+                    fill_gauge.set(self.fill.get() as i64);
                 }
                 Some(Message::Barrier(b)) => {
                     self.barrier(b).await?;
@@ -163,10 +170,28 @@ impl PartitionRunner {
             with_tables!(self, i, |op, cx| op.on_barrier(b, cx, &mut out))?;
             self.emitted(i, out).await?;
         }
+        // One key group's expired entries per barrier, before the flush: the sweep skips
+        // cached (possibly dirty) entries, and a delete after a put would win.
+        let sweep = self.key_groups.get(self.sweep_next).copied();
+        self.sweep_next = (self.sweep_next + 1) % self.key_groups.len().max(1);
+        let mut expired = 0;
         for i in 0..self.ops.len() {
             with_tables!(self, i, |op, cx| op.on_checkpoint(b, cx))?;
             let slot = &mut self.ops[i];
+            if let Some(kg) = sweep {
+                expired += slot.tables.sweep(kg, &mut self.cx.writes)?;
+            }
             slot.tables.flush(&mut self.cx.writes);
+        }
+        if expired > 0 {
+            crate::metrics::get()
+                .labeled_counter(
+                    crate::metrics::STATE_EXPIRED,
+                    "Keyed-state entries deleted because their TTL passed",
+                    &["partition"],
+                )
+                .with_label_values(&[&self.name])
+                .inc_by(expired as u64);
         }
         let writes = std::mem::take(&mut self.cx.writes);
         if !writes.is_empty() {

@@ -276,7 +276,9 @@ impl SourceDriver {
                 continue;
             }
             let batch = std::mem::replace(buf, Vec::with_capacity(self.batch_size));
-            self.fills[p].add(batch.len());
+            // Waits while the partition has enough queued (see `topology::fill`).
+            let bytes = batch.iter().map(super::fill::record_bytes).sum();
+            self.fills[p].admit(batch.len(), bytes).await;
             self.outputs[p]
                 .send(Message::Batch(batch))
                 .await

@@ -44,6 +44,11 @@ pub struct DiscordConfig {
     /// Keys kept decoded in memory per partition. Default 1,000.
     #[serde(default = "default_cache_keys")]
     pub cache_keys: usize,
+    /// Forget a key's detector after this long without records (event time: needs
+    /// `record.time`), so keys that stop sending do not keep state forever; expired entries
+    /// are deleted from RocksDB by a sweep at checkpoints. Default: never.
+    #[serde(default)]
+    pub ttl: Option<crate::core::Duration>,
 }
 
 fn default_history() -> usize {
@@ -228,6 +233,9 @@ impl DiscordConfig {
     /// Semantic checks.
     pub fn validate(&self, record: &RecordConfig, values: &[String]) -> Vec<ConfigError> {
         let mut errors = Vec::new();
+        if self.ttl.is_some() && record.time.is_none() {
+            errors.push(ConfigError::new("ttl", "needs event time: set record.time"));
+        }
         if self.m < 2 {
             errors.push(ConfigError::new("m", "must be at least 2"));
         }

@@ -198,7 +198,12 @@ impl Operator for DiscordOperator {
     }
 
     fn tables(&self) -> Vec<TableSpec> {
-        vec![DETECTORS.spec("discord").cache_keys(self.cfg.cache_keys)]
+        vec![
+            DETECTORS
+                .spec("discord")
+                .cache_keys(self.cfg.cache_keys)
+                .ttl(self.cfg.ttl.map(|d| d.as_std())),
+        ]
     }
 
     async fn process(&mut self, batch: Batch, cx: &mut Context, out: &mut Batch) -> Result<()> {
@@ -209,6 +214,9 @@ impl Operator for DiscordOperator {
         // makes several points per pass over the history (bit-identical to `push` per point);
         // the verdicts below are still taken record by record, in order.
         let mut scored: Vec<Option<Option<Discord>>> = vec![None; batch.len()];
+        // The time a key's state is read at (for `ttl`): each record's own, except in exact
+        // mode, where a key's records in one batch are scored together at their latest time.
+        let mut now_of: Vec<i64> = batch.iter().map(|r| r.time_ms.unwrap_or(0)).collect();
         if self.cfg.mode == config::Mode::Exact {
             let mut groups: std::collections::HashMap<&str, (u16, Vec<usize>)> = Default::default();
             let mut order: Vec<&str> = Vec::new();
@@ -226,7 +234,11 @@ impl Operator for DiscordOperator {
             let mut outs = Vec::new();
             for key in order {
                 let (kg, idxs) = &groups[key];
-                let st = state.get_or_insert_with(*kg, key.as_bytes(), 0, || fresh_state(cfg))?;
+                let now = idxs.iter().map(|&i| now_of[i]).max().unwrap_or(0);
+                for &i in idxs {
+                    now_of[i] = now;
+                }
+                let st = state.get_or_insert_with(*kg, key.as_bytes(), now, || fresh_state(cfg))?;
                 if let Detector::Exact(mp) = &mut st.detector {
                     xs.clear();
                     xs.extend(idxs.iter().map(|&i| batch[i].values[self.field]));
@@ -251,8 +263,9 @@ impl Operator for DiscordOperator {
                 self.m_missing.inc();
             }
             let cfg = &self.cfg;
-            let st =
-                state.get_or_insert_with(r.key_group, r.key.as_bytes(), 0, || fresh_state(cfg))?;
+            let st = state.get_or_insert_with(r.key_group, r.key.as_bytes(), now_of[i], || {
+                fresh_state(cfg)
+            })?;
             let warm = !st.threshold.is_warming_up();
             let discord = match (scored[i].take(), &mut st.detector) {
                 (Some(d), _) => d,

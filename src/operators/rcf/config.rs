@@ -46,6 +46,11 @@ pub struct RcfConfig {
     /// Forests kept decoded in memory per partition. Default 1,000.
     #[serde(default = "cache_keys")]
     pub cache_keys: usize,
+    /// Forget a key's forest after this long without records (event time: needs
+    /// `record.time`), so keys that stop sending do not keep state forever; expired entries
+    /// are deleted from RocksDB by a sweep at checkpoints. Default: never.
+    #[serde(default)]
+    pub ttl: Option<crate::core::Duration>,
 }
 
 fn trees() -> usize {

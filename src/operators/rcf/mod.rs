@@ -143,7 +143,12 @@ impl Operator for RcfOperator {
     }
 
     fn tables(&self) -> Vec<TableSpec> {
-        vec![FORESTS.spec("rcf").cache_keys(self.cfg.cache_keys)]
+        vec![
+            FORESTS
+                .spec("rcf")
+                .cache_keys(self.cfg.cache_keys)
+                .ttl(self.cfg.ttl.map(|d| d.as_std())),
+        ]
     }
 
     async fn process(&mut self, batch: Batch, cx: &mut Context, out: &mut Batch) -> Result<()> {
@@ -158,7 +163,8 @@ impl Operator for RcfOperator {
             );
             let cfg = &self.cfg;
             let dims = self.fields.len();
-            let st = state.get_or_insert_with(r.key_group, r.key.as_bytes(), 0, || RcfState {
+            let now = r.time_ms.unwrap_or(0);
+            let st = state.get_or_insert_with(r.key_group, r.key.as_bytes(), now, || RcfState {
                 forest: Forest::new(cfg.forest_config(dims, key_seed(cfg.seed, &r.key)))
                     .expect("validated"),
                 thresholder: Thresholder::new(cfg.threshold_config()).expect("validated"),
@@ -229,10 +235,17 @@ impl super::OperatorSpec for RcfConfig {
     }
     fn validate(
         &self,
-        _record: &crate::core::RecordConfig,
+        record: &crate::core::RecordConfig,
         values: &[String],
     ) -> Vec<crate::core::ConfigError> {
-        RcfConfig::validate(self, values)
+        let mut errors = RcfConfig::validate(self, values);
+        if self.ttl.is_some() && record.time.is_none() {
+            errors.push(crate::core::ConfigError::new(
+                "ttl",
+                "needs event time: set record.time",
+            ));
+        }
+        errors
     }
     fn output_fields(&self) -> Vec<String> {
         RcfConfig::output_fields(self)

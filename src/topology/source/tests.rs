@@ -15,7 +15,31 @@ use crate::metrics::Health;
 use crate::operators::Barrier;
 use crate::parse::{Format, Parser, ParserConfig};
 use crate::state::checkpoint::Commit;
+use crate::topology::fill::{Bounds, Fill};
 use crate::topology::{Ack, Message};
+
+/// The parser of every test here: JSON with one value `v`.
+fn parser() -> Parser {
+    Parser::new(ParserConfig {
+        format: Format::Json,
+        key: None,
+        values: vec!["v".into()],
+        time: None,
+        time_unit: crate::core::time::TimeUnit::Millis,
+        key_groups: 16,
+        max_record_bytes: 1 << 20,
+        pass_missing: false,
+    })
+}
+
+/// No time or byte bound: only the channel.
+fn unbounded() -> Bounds {
+    Bounds {
+        target: Duration::ZERO,
+        max_bytes: usize::MAX,
+        batch_size: 4,
+    }
+}
 
 /// Hands out `total` records, `per_poll` at a time, each poll taking `delay`. Position: the
 /// number of records returned. Its inputs at `unreadable` indexes are dead letters instead;
@@ -147,18 +171,9 @@ async fn drive(source: Slow, interval: Duration, max_barriers: u64, fail_after: 
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let driver = SourceDriver {
         source: Box::new(source),
-        parser: Parser::new(ParserConfig {
-            format: Format::Json,
-            key: None,
-            values: vec!["v".into()],
-            time: None,
-            time_unit: crate::core::time::TimeUnit::Millis,
-            key_groups: 16,
-            max_record_bytes: 1 << 20,
-            pass_missing: false,
-        }),
+        parser: parser(),
         outputs: vec![out_tx],
-        fills: vec![Arc::default()],
+        fills: vec![Arc::new(Fill::new(unbounded()))],
         buffers: vec![Vec::new()],
         batch_size: 4,
         key_groups: 16,
@@ -353,4 +368,86 @@ async fn r14_10_a_source_that_recovers_in_time_is_ready_again() {
         run.ready
     );
     assert_eq!(run.ready.last(), Some(&true), "ready once it recovered");
+}
+
+/// Issue 14.11: with a slow partition, a barrier waits behind about `in_flight_target` of
+/// work, not behind a full channel. The partition takes 2 ms a record; the channel holds 1,024
+/// records (2 s of work); with a 100 ms target, few records are queued when a barrier comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r14_11_a_barrier_waits_behind_the_target_not_the_channel() {
+    async fn queued_ahead_of_barrier(bounds: Bounds) -> usize {
+        let (out_tx, mut out_rx) = mpsc::channel::<Message>(256);
+        let (trig_tx, trig_rx) = mpsc::channel::<Barrier>(4);
+        let (ack_tx, mut ack_rx) = mpsc::channel::<Ack>(16);
+        let fill = Arc::new(Fill::new(bounds));
+        let driver = SourceDriver {
+            source: Box::new(Slow::new(1_000_000, 64, Duration::ZERO)),
+            parser: parser(),
+            outputs: vec![out_tx],
+            fills: vec![Arc::clone(&fill)],
+            buffers: vec![Vec::new()],
+            batch_size: 4,
+            key_groups: 16,
+            dead_letter: Box::new(Kept::default()),
+            triggers: trig_rx,
+            acks: ack_tx,
+            records: 0,
+            component: "fast".into(),
+            health: Arc::new(Health::default()),
+            fail_after: Duration::from_secs(60),
+        };
+        let task = tokio::spawn(driver.run());
+        let acks = tokio::spawn(async move { while ack_rx.recv().await.is_some() {} });
+        let consumed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let consumer = {
+            let (fill, consumed) = (Arc::clone(&fill), Arc::clone(&consumed));
+            tokio::spawn(async move {
+                while let Some(m) = out_rx.recv().await {
+                    match m {
+                        Message::Batch(b) => {
+                            let started = std::time::Instant::now();
+                            tokio::time::sleep(Duration::from_millis(2 * b.len() as u64)).await;
+                            let bytes = b.iter().map(crate::topology::fill::record_bytes).sum();
+                            fill.done(b.len(), bytes, started.elapsed());
+                            consumed.fetch_add(b.len(), std::sync::atomic::Ordering::SeqCst);
+                        }
+                        Message::Barrier(_) => {
+                            return consumed.load(std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                }
+                unreachable!("the source ended before the barrier")
+            })
+        };
+        // Let the queue fill up, then ask for a barrier: what the partition consumes before
+        // seeing it was queued ahead of it.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let before = consumed.load(std::sync::atomic::Ordering::SeqCst);
+        trig_tx
+            .send(Barrier {
+                epoch: 1,
+                then_stop: true,
+            })
+            .await
+            .unwrap();
+        let at_barrier = consumer.await.unwrap();
+        task.abort();
+        acks.abort();
+        at_barrier - before
+    }
+    let unbounded = queued_ahead_of_barrier(unbounded()).await;
+    let bounded = queued_ahead_of_barrier(Bounds {
+        target: Duration::from_millis(100),
+        max_bytes: usize::MAX,
+        batch_size: 4,
+    })
+    .await;
+    assert!(
+        unbounded >= 700,
+        "the channel alone holds ~1,024 records: {unbounded}"
+    );
+    assert!(
+        bounded <= 200,
+        "100 ms at 2 ms a record is ~50 records: {bounded}"
+    );
 }
