@@ -31,7 +31,12 @@
 //! The two runs through local servers take 10,000 inputs in the suite, not 100,000: kinesis-local
 //! slows down with every record a stream holds (a PutRecords call takes time in proportion),
 //! and moto stores about 250 objects a second on this machine (100,000 take 7 minutes to
-//! upload). `OSPREY_FUZZ_KINESIS=100000 OSPREY_FUZZ_S3=100000` runs them at full size.
+//! upload). `OSPREY_FUZZ_KINESIS=100000 OSPREY_FUZZ_S3=100000` runs them at full size. Run on
+//! 2026-12-08 (2-vCPU AMD EPYC, moto, after the paged listings of issue 14.5):
+//! `OSPREY_FUZZ_S3=100000 cargo test --features integration-tests --test integration
+//! s3_source_survives` passed in 1,188 s: 100,000 objects, 500 classified, dead letters
+//! corrupt_image 22,368, empty 12,508, not_an_image 49,761, too_large 11, too_many_pixels 14,852.
+//! The Kinesis run at 100,000 has not been made yet.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
