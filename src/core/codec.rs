@@ -251,6 +251,22 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Like [`Reader::header`], accepting any version in `versions`; returns the one read.
+    pub fn header_in(
+        &mut self,
+        magic: &[u8; 4],
+        what: &'static str,
+        versions: std::ops::RangeInclusive<u16>,
+    ) -> Result<u16, DecodeError> {
+        if self.take(4)? != magic {
+            return Err(DecodeError::BadMagic(what));
+        }
+        match self.u16()? {
+            v if versions.contains(&v) => Ok(v),
+            v => Err(DecodeError::UnsupportedVersion(v)),
+        }
+    }
+
     /// A varint length or count of at most `max`. Bounding every length by what the
     /// configuration allows keeps a corrupt input from making the decoder allocate wildly.
     pub fn varint_len(&mut self, max: usize) -> Result<usize, DecodeError> {

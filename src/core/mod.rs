@@ -8,7 +8,7 @@
 //! - [`codec`]: the one binary codec of persisted state, with one [`DecodeError`];
 //! - [`hash`], [`partition`]: FNV-1a and splitmix64; the MD5 key hash and key groups;
 //! - [`time`]: civil time (dates and hours of event times);
-//! - [`backoff`]: the one retry-delay policy.
+//! - [`backoff`]: the one retry-delay policy; [`panic`]: panics caught per input.
 
 pub mod backoff;
 pub mod codec;
@@ -16,6 +16,7 @@ pub mod config;
 pub mod duration;
 pub mod error;
 pub mod hash;
+pub mod panic;
 pub mod partition;
 pub mod record;
 pub mod time;

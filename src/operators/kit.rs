@@ -112,14 +112,14 @@ fn open_keyed<V: StateValue>(
 
 /// A keyed table whose value type the runtime does not know.
 trait ErasedTable: Send {
-    fn flush(&mut self, writes: &mut WriteBatch);
+    fn flush(&mut self, writes: &mut WriteBatch) -> Result<()>;
     fn sweep(&mut self, key_group: u16, writes: &mut WriteBatch) -> Result<usize>;
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
 impl<V: StateValue> ErasedTable for KeyedState<V> {
-    fn flush(&mut self, writes: &mut WriteBatch) {
-        KeyedState::flush(self, writes);
+    fn flush(&mut self, writes: &mut WriteBatch) -> Result<()> {
+        KeyedState::flush(self, writes)
     }
     fn sweep(&mut self, key_group: u16, writes: &mut WriteBatch) -> Result<usize> {
         KeyedState::sweep(self, key_group, writes)
@@ -178,11 +178,13 @@ impl Tables {
         self.tables.is_empty()
     }
 
-    /// Writes every dirty entry into `writes` (at a barrier).
-    pub fn flush(&mut self, writes: &mut WriteBatch) {
+    /// Writes every dirty entry into `writes` (at a barrier); entries spilled this epoch
+    /// are moved into their tables directly (see [`KeyedState::flush`]).
+    pub fn flush(&mut self, writes: &mut WriteBatch) -> Result<()> {
         for t in &mut self.tables {
-            t.flush(writes);
+            t.flush(writes)?;
         }
+        Ok(())
     }
 
     /// Deletes the expired entries of `key_group` from every table with a TTL, into
@@ -409,7 +411,7 @@ mod tests {
             .unwrap() += 5;
         tables.get(NAMES).insert(3, b"k", 0, b"v".to_vec());
         let mut writes = WriteBatch::default();
-        tables.flush(&mut writes);
+        tables.flush(&mut writes).unwrap();
         assert_eq!(writes.len(), 2);
         backend.write(writes).unwrap();
         let mut again = Tables::open(&backend, "op", specs()).unwrap();

@@ -33,7 +33,8 @@ impl Parser {
             }
             // Python's json.dumps writes NaN and Infinity as bare tokens, which are not JSON.
             if text.contains("NaN") || text.contains("Infinity") {
-                return Err(ParseError::NonFinite("(some field)".into()));
+                let field = found.last_key.as_deref().unwrap_or("(unnamed)");
+                return Err(ParseError::NonFinite(field.into()));
             }
             return Err(ParseError::MalformedJson(e.to_string()));
         }
@@ -66,8 +67,11 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, 'de> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
-            let name = name.as_ref();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            // Kept for the error message when a value is a bare `NaN` token, which fails
+            // inside the JSON reader before any visitor sees it. Borrowed: no allocation.
+            self.found.last_key = Some(key.clone());
+            let name = key.as_ref();
             if self.cfg.key.as_deref() == Some(name) {
                 match map.next_value::<KeyScalar<'de>>()? {
                     KeyScalar::Str(s) => self.found.key = Some(s),

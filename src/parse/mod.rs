@@ -301,6 +301,8 @@ struct Found<'de> {
     time: Option<i64>,
     error: Option<ParseError>,
     not_object: bool,
+    /// The last object key read (JSON), to name the field a bare `NaN` token stood in.
+    last_key: Option<std::borrow::Cow<'de, str>>,
 }
 
 impl Found<'_> {
@@ -311,6 +313,7 @@ impl Found<'_> {
             time: None,
             error: None,
             not_object: false,
+            last_key: None,
         }
     }
 }

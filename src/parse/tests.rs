@@ -66,6 +66,22 @@ fn parses_json_fields_and_keeps_raw() {
     assert_eq!((&*r.key, r.values[0], r.time_ms), ("7", 3.0, Some(1000)));
 }
 
+/// Issue 14.15: a bare `NaN` or `Infinity` token names the field it stood in.
+#[test]
+fn a_bare_nan_token_names_its_field() {
+    let mut p = json_parser();
+    for (input, field) in [
+        (r#"{"id":"a","x":NaN,"ts":1}"#, "x"),
+        (r#"{"id":"a","x":1,"other":-Infinity,"ts":1}"#, "other"),
+    ] {
+        let err = parse(&mut p, input).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("field `{field}` is NaN or infinite")
+        );
+    }
+}
+
 #[test]
 fn bad_inputs_have_reasons() {
     let mut p = json_parser();

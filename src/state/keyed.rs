@@ -2,9 +2,17 @@
 //!
 //! Reads go to the cache, then to the backend. Writes only mark the cached entry dirty; at a
 //! barrier, [`KeyedState::flush`] turns every dirty entry into one write batch. Between two
-//! barriers nothing reaches the backend, so a checkpoint snapshot always holds exactly the
-//! state as of its barrier, never half an epoch. Clean entries are evicted when the cache is
-//! over capacity; dirty ones stay until the next flush.
+//! barriers nothing reaches the table itself, so a checkpoint snapshot always holds exactly
+//! the state as of its barrier, never half an epoch.
+//!
+//! The cache holds at most `capacity` entries (issue 14.11). When a new key would pass that,
+//! every dirty entry is *spilled*: encoded into the table's spill table (`<table>~spill`, in
+//! the same backend) and the cache is emptied. A miss reads the spill before the table. At
+//! the barrier, the spilled entries move into the table, one key group at a time, before the
+//! cached dirty ones (which are newer). A snapshot may hold spill entries of the next epoch;
+//! they are dropped when the table is opened, so a restore never sees them. Memory per table
+//! and partition is therefore bounded by `capacity` decoded values, whatever the number of
+//! keys an epoch touches.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -26,6 +34,10 @@ struct Slot<V> {
 pub struct KeyedState<V> {
     backend: Arc<dyn StateBackend>,
     table: TableId,
+    /// Dirty entries evicted this epoch, keyed like the table (see the module docs).
+    spill: TableId,
+    /// The key groups with entries in the spill table, sorted and deduplicated at the flush.
+    spilled: Vec<u16>,
     name: String,
     cache: HashMap<Box<[u8]>, Slot<V>>,
     scratch: Vec<u8>,
@@ -36,8 +48,17 @@ pub struct KeyedState<V> {
     _v: PhantomData<V>,
 }
 
-/// Default number of cached entries per table and partition before clean ones are evicted.
+/// Default number of cached entries per table and partition before the cache is emptied.
 pub const DEFAULT_CACHE_ENTRIES: usize = 100_000;
+
+/// The suffix of a table's spill table.
+pub const SPILL_SUFFIX: &str = "~spill";
+/// The most bytes of spilled entries moved into the table per write at a barrier.
+const UNSPILL_BYTES: usize = 16 << 20;
+/// First byte of a spilled value: a stamped value follows.
+const SPILL_VALUE: u8 = 1;
+/// First byte of a spilled tombstone.
+const SPILL_DELETED: u8 = 0;
 
 impl<V: StateValue> KeyedState<V> {
     /// Opens `table` in `backend`. `ttl`: entries not written for that long read as absent.
@@ -47,9 +68,20 @@ impl<V: StateValue> KeyedState<V> {
         ttl: Option<std::time::Duration>,
     ) -> Result<Self> {
         let id = backend.open_table(table)?;
+        let spill = backend.open_table(&format!("{table}{SPILL_SUFFIX}"))?;
+        // Left by a run that stopped mid-epoch, or by another partition's next epoch in the
+        // snapshot restored: newer than the table, and not part of any checkpoint. Every
+        // partition opens its tables before the source starts, so nothing is spilling yet.
+        let stale: Vec<_> = backend.scan_prefix(spill, &[])?;
+        if !stale.is_empty() {
+            let ops = stale.into_iter().map(|(k, _)| (spill, k, None)).collect();
+            backend.write(WriteBatch { ops })?;
+        }
         Ok(KeyedState {
             backend,
             table: id,
+            spill,
+            spilled: Vec::new(),
             name: table.to_string(),
             cache: HashMap::new(),
             scratch: Vec::new(),
@@ -79,25 +111,109 @@ impl<V: StateValue> KeyedState<V> {
         if self.cache.contains_key(self.scratch.as_slice()) {
             return Ok(());
         }
-        let stored = self.backend.get(self.table, &self.scratch)?;
-        let slot = match stored {
-            None => Slot {
+        if self.cache.len() >= self.capacity {
+            self.evict()?;
+        }
+        let corrupt =
+            |name: &str, e: DecodeError| crate::Error::State(format!("table {name}: {e}"));
+        let spilled = if self.spilled.contains(&key_group) {
+            self.backend.get(self.spill, &self.scratch)?
+        } else {
+            None
+        };
+        let slot = match spilled {
+            // A spilled tombstone: deleted this epoch.
+            Some(bytes) if bytes.first() == Some(&SPILL_DELETED) => Slot {
                 value: None,
                 dirty: false,
                 stamp_ms: now_ms,
             },
             Some(bytes) => {
-                let (stamp, value) = decode_stamped::<V>(&bytes)
-                    .map_err(|e| crate::Error::State(format!("table {}: {e}", self.name)))?;
+                let (stamp, value) =
+                    decode_stamped::<V>(&bytes[1..]).map_err(|e| corrupt(&self.name, e))?;
                 Slot {
                     value: Some(value),
                     dirty: false,
                     stamp_ms: stamp,
                 }
             }
+            None => match self.backend.get(self.table, &self.scratch)? {
+                None => Slot {
+                    value: None,
+                    dirty: false,
+                    stamp_ms: now_ms,
+                },
+                Some(bytes) => {
+                    let (stamp, value) =
+                        decode_stamped::<V>(&bytes).map_err(|e| corrupt(&self.name, e))?;
+                    Slot {
+                        value: Some(value),
+                        dirty: false,
+                        stamp_ms: stamp,
+                    }
+                }
+            },
         };
         self.cache
             .insert(self.scratch.clone().into_boxed_slice(), slot);
+        Ok(())
+    }
+
+    /// Empties the cache: dirty entries go to the spill table (one write), clean ones are
+    /// dropped (the table has them).
+    fn evict(&mut self) -> Result<()> {
+        let mut ops = Vec::new();
+        for (key, slot) in self.cache.drain().filter(|(_, s)| s.dirty) {
+            let mut out = Vec::with_capacity(32);
+            match &slot.value {
+                Some(v) => {
+                    out.push(SPILL_VALUE);
+                    out.extend_from_slice(&slot.stamp_ms.to_le_bytes());
+                    v.encode(&mut out);
+                }
+                None => out.push(SPILL_DELETED),
+            }
+            if let Some(g) = key.get(..2) {
+                self.spilled.push(u16::from_be_bytes([g[0], g[1]]));
+            }
+            ops.push((self.spill, key.into_vec(), Some(out)));
+        }
+        self.spilled.sort_unstable();
+        self.spilled.dedup();
+        if !ops.is_empty() {
+            self.backend.write(WriteBatch { ops })?;
+        }
+        Ok(())
+    }
+
+    /// Moves the spilled entries into the table, one key group per write, and empties the
+    /// spill. Called at the barrier, before the cached dirty entries are flushed.
+    fn unspill(&mut self) -> Result<()> {
+        for kg in std::mem::take(&mut self.spilled) {
+            let prefix = kg.to_be_bytes();
+            let mut from = prefix.to_vec();
+            loop {
+                let entries =
+                    self.backend
+                        .scan_prefix_from(self.spill, &prefix, &from, UNSPILL_BYTES)?;
+                let Some((last, _)) = entries.last() else {
+                    break;
+                };
+                // The next scan starts just after the last key moved.
+                from.clone_from(last);
+                from.push(0);
+                let mut ops = Vec::with_capacity(entries.len() * 2);
+                for (key, mut value) in entries {
+                    let moved = (value.first() == Some(&SPILL_VALUE)).then(|| {
+                        value.remove(0);
+                        value
+                    });
+                    ops.push((self.table, key.clone(), moved));
+                    ops.push((self.spill, key, None));
+                }
+                self.backend.write(WriteBatch { ops })?;
+            }
+        }
         Ok(())
     }
 
@@ -165,9 +281,11 @@ impl<V: StateValue> KeyedState<V> {
         );
     }
 
-    /// Moves every dirty entry into `batch` and evicts clean entries over capacity.
-    /// Called on each barrier, before the partition acknowledges it.
-    pub fn flush(&mut self, batch: &mut WriteBatch) {
+    /// Moves the entries spilled this epoch into the table, then every dirty cached entry into
+    /// `batch` (written after, so the newer value wins). Called on each barrier, before the
+    /// partition acknowledges it.
+    pub fn flush(&mut self, batch: &mut WriteBatch) -> Result<()> {
+        self.unspill()?;
         for (key, slot) in self.cache.iter_mut().filter(|(_, s)| s.dirty) {
             slot.dirty = false;
             let value = slot.value.as_ref().map(|v| {
@@ -178,11 +296,7 @@ impl<V: StateValue> KeyedState<V> {
             });
             batch.ops.push((self.table, key.to_vec(), value));
         }
-        if self.cache.len() > self.capacity {
-            // Everything is clean now; dropping it all is simpler than LRU and the next reads
-            // come from RocksDB's block cache.
-            self.cache.clear();
-        }
+        Ok(())
     }
 
     /// Deletes the entries of `key_group` that expired (not written for longer than the TTL
@@ -203,7 +317,11 @@ impl<V: StateValue> KeyedState<V> {
             .backend
             .scan_prefix(self.table, &key_group.to_be_bytes())?
         {
-            if self.cache.contains_key(key.as_slice()) {
+            // A cached or spilled entry is newer than the stored one: left to a later round.
+            if self.cache.contains_key(key.as_slice())
+                || (self.spilled.contains(&key_group)
+                    && self.backend.get(self.spill, &key)?.is_some())
+            {
                 continue;
             }
             let stamp = value
@@ -313,8 +431,8 @@ impl<V: StateValue> MapState<V> {
         self.inner.remove(key_group, &k);
     }
 
-    /// Writes dirty entries into `batch`.
-    pub fn flush(&mut self, batch: &mut WriteBatch) {
-        self.inner.flush(batch);
+    /// Writes dirty entries into `batch` (see [`KeyedState::flush`]).
+    pub fn flush(&mut self, batch: &mut WriteBatch) -> Result<()> {
+        self.inner.flush(batch)
     }
 }

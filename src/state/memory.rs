@@ -94,14 +94,25 @@ impl StateBackend for MemoryBackend {
         Ok(())
     }
 
-    fn scan_prefix(&self, table: TableId, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn scan_prefix_from(
+        &self,
+        table: TableId,
+        prefix: &[u8],
+        from: &[u8],
+        max_bytes: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let t = self.lock();
         let Some((_, map)) = t.get(table) else {
             return Ok(Vec::new());
         };
+        let mut bytes = 0;
         Ok(map
-            .range(prefix.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
+            .range(from.max(prefix).to_vec()..)
+            .take_while(|(k, v)| {
+                let take = k.starts_with(prefix) && bytes < max_bytes;
+                bytes += k.len() + v.len();
+                take
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
     }

@@ -62,7 +62,19 @@ pub trait StateBackend: Send + Sync + 'static {
     /// Applies a batch of puts and deletes atomically.
     fn write(&self, batch: WriteBatch) -> Result<()>;
     /// Every entry of a table whose key starts with `prefix`, in key order.
-    fn scan_prefix(&self, table: TableId, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    fn scan_prefix(&self, table: TableId, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.scan_prefix_from(table, prefix, prefix, usize::MAX)
+    }
+    /// The entries whose key starts with `prefix` and is at least `from`, in key order, until
+    /// their keys and values reach `max_bytes` (at least one entry when there is one): a scan
+    /// in bounded pieces.
+    fn scan_prefix_from(
+        &self,
+        table: TableId,
+        prefix: &[u8],
+        from: &[u8],
+        max_bytes: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
     /// Writes a consistent snapshot of all tables into `dir` (which must not exist yet).
     fn checkpoint(&self, dir: &Path) -> Result<()>;
     /// Approximate live state size in bytes (for the state-size gauge).

@@ -9,10 +9,12 @@
 //! ```
 
 mod coordinator;
+mod dead_letters;
 mod fill;
 mod partition;
 mod source;
 
+pub use dead_letters::{DEAD_LETTER_DATA, dead_letter_record};
 use fill::Fill;
 
 use std::path::PathBuf;
@@ -26,10 +28,10 @@ use tokio_util::task::TaskTracker;
 use crate::config::JobConfig;
 use crate::connectors::SinkConfig;
 use crate::connectors::output::{OutputIdentity, SinkRole};
+use crate::core::Batch;
 use crate::core::partition::partition_of;
-use crate::core::{Batch, Record};
 use crate::metrics::Health;
-use crate::operators::{Barrier, BuildContext, Context, DeadLetter};
+use crate::operators::{Barrier, BuildContext, Context};
 use crate::parse::Parser;
 use crate::state::DataDirLock;
 use crate::state::checkpoint::{Commit, Manifest};
@@ -502,40 +504,4 @@ pub async fn run(
         final_epoch,
         records_in,
     })
-}
-
-/// Turns a dead letter into the record written to the dead-letter sink.
-///
-/// Deterministic content only (no wall-clock time), so a replay after a restore writes the
-/// same bytes an uninterrupted run would.
-pub fn dead_letter_record(component: &str, dl: &DeadLetter, bytes: Option<usize>) -> Record {
-    use crate::core::record::write_json_str;
-    const MAX_DATA: usize = 4096;
-    let mut raw = String::with_capacity(128 + dl.data.len().min(MAX_DATA));
-    raw.push_str("{\"reason\":");
-    write_json_str(&mut raw, dl.reason);
-    raw.push_str(",\"error\":");
-    write_json_str(&mut raw, &dl.message);
-    raw.push_str(",\"component\":");
-    write_json_str(&mut raw, component);
-    if let Some(s) = &dl.origin.stream {
-        raw.push_str(",\"stream\":");
-        write_json_str(&mut raw, s);
-    }
-    if let Some(p) = &dl.origin.position {
-        raw.push_str(",\"position\":");
-        write_json_str(&mut raw, p);
-    }
-    let mut end = dl.data.len().min(MAX_DATA);
-    while !dl.data.is_char_boundary(end) {
-        end -= 1;
-    }
-    raw.push_str(",\"data\":");
-    write_json_str(&mut raw, &dl.data[..end]);
-    raw.push_str(",\"bytes\":");
-    raw.push_str(&bytes.unwrap_or(dl.data.len()).to_string());
-    raw.push('}');
-    let mut r = Record::new("dead_letter", vec![]);
-    r.raw = Some(raw.into_boxed_str());
-    r
 }

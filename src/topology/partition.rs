@@ -9,6 +9,7 @@ use super::{Ack, Fill, Message, dead_letter_record};
 use crate::Result;
 use crate::connectors::Sink;
 use crate::core::Batch;
+use crate::core::panic::catch;
 use crate::operators::{Barrier, Context, Operator, Tables};
 
 /// One operator of the chain with what the runtime keeps for it: its state tables (swapped
@@ -125,13 +126,60 @@ impl PartitionRunner {
             }
             self.ops[i].records_in.inc_by(batch.len() as u64);
             let mut out = Vec::with_capacity(batch.len());
-            with_tables!(self, i, |op, cx| op.process(batch, cx, &mut out))?;
+            // Kept to retry one record at a time if the operator panics (issue 14.2).
+            let kept = batch.clone();
+            let dead_before = self.cx.dead_letters.len();
+            let called = with_tables!(self, i, |op, cx| catch(op.process(batch, cx, &mut out)));
+            match called {
+                Ok(result) => result?,
+                Err(payload) => {
+                    self.cx.dead_letters.truncate(dead_before);
+                    let panic = crate::core::panic::message(&*payload);
+                    drop(payload);
+                    out = self.one_at_a_time(i, kept, panic).await?;
+                }
+            }
             self.ops[i].records_out.inc_by(out.len() as u64);
             batch = out;
         }
         self.sink.write(&batch).await?;
         self.cx.dead_letters.extend(self.sink.take_dead_letters());
         self.write_dead().await
+    }
+
+    /// Operator `i` panicked on a batch: runs its records through it one at a time, and
+    /// dead-letters (`internal_error`, with the panic's message) each record it panics on.
+    ///
+    /// The records before the one that panicked were already applied to the operator's state
+    /// once; their retry applies them again, for their keys only. Containment favours a live
+    /// job over that double count: a panic is a bug, and its dead letter says so.
+    async fn one_at_a_time(&mut self, i: usize, records: Batch, panic: String) -> Result<Batch> {
+        let operator = self.ops[i].op.name().to_string();
+        tracing::error!(
+            partition = %self.name,
+            operator,
+            panic,
+            records = records.len(),
+            "An operator panicked; retrying its batch one record at a time."
+        );
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            let kept = r.clone();
+            let dead_before = self.cx.dead_letters.len();
+            let mut one = Vec::new();
+            match with_tables!(self, i, |op, cx| catch(op.process(vec![r], cx, &mut one))) {
+                Ok(result) => {
+                    result?;
+                    out.append(&mut one);
+                }
+                Err(payload) => {
+                    self.cx.dead_letters.truncate(dead_before);
+                    let dl = super::dead_letters::panicked(&operator, &*payload, &kept);
+                    self.cx.dead_letters.push(dl);
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn write_dead(&mut self) -> Result<()> {
@@ -152,7 +200,7 @@ impl PartitionRunner {
                 dead_letter_record(&self.name, dl, None)
             })
             .collect();
-        tracing::warn!(partition = %self.name, reason = dead[0].reason, error = %dead[0].message, count = dead.len(), "Dead-lettered records.");
+        super::dead_letters::log(&self.name, &dead);
         self.dead_letter.write(&records).await
     }
 
@@ -181,7 +229,7 @@ impl PartitionRunner {
             if let Some(kg) = sweep {
                 expired += slot.tables.sweep(kg, &mut self.cx.writes)?;
             }
-            slot.tables.flush(&mut self.cx.writes);
+            slot.tables.flush(&mut self.cx.writes)?;
         }
         if expired > 0 {
             crate::metrics::get()
@@ -214,3 +262,6 @@ impl PartitionRunner {
             .map_err(|_| crate::Error::Internal("the coordinator stopped early".into()))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 
-use super::{Ack, Fill, Message, dead_letter_record};
+use super::{Ack, DEAD_LETTER_DATA, Fill, Message, dead_letter_record};
 use crate::connectors::{Poll, RawItem, Sink, Source};
 use crate::core::partition::partition_of;
 use crate::core::{Batch, Record};
@@ -223,7 +223,37 @@ impl SourceDriver {
             self.buffers[p].push(*record);
             return None;
         }
-        match self.parser.parse_or_return(data, &stream, origin.clone()) {
+        // A panic in the parser dead-letters this input alone (issue 14.2). The dead letter
+        // keeps at most its first 4 KiB, so that is all that is copied beforehand.
+        let (len, head) = (
+            data.len(),
+            data[..data.len().min(DEAD_LETTER_DATA)].to_vec(),
+        );
+        let parser = &mut self.parser;
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            parser.parse_or_return(data, &stream, origin.clone())
+        }));
+        let parsed = match parsed {
+            Ok(parsed) => parsed,
+            Err(payload) => {
+                let message = format!(
+                    "the parser panicked on this input: {} (a bug in osprey: please report it with this record)",
+                    crate::core::panic::message(&*payload)
+                );
+                let reason = crate::core::panic::INTERNAL_ERROR;
+                let data = lossy(&head);
+                return Some((
+                    DeadLetter {
+                        reason,
+                        message,
+                        data,
+                        origin,
+                    },
+                    Some(len),
+                ));
+            }
+        };
+        match parsed {
             Ok(Some(record)) => {
                 let p = partition_of(record.key_group, self.key_groups, self.outputs.len());
                 self.buffers[p].push(record);
@@ -262,9 +292,7 @@ impl SourceDriver {
                 dead_letter_record("source", dl, *bytes)
             })
             .collect();
-        if let Some((first, _)) = dead.first() {
-            tracing::warn!(reason = first.reason, error = %first.message, count = dead.len(), "Dead-lettered input.");
-        }
+        super::dead_letters::log("source", dead.iter().map(|(dl, _)| dl));
         self.dead_letter.write(&records).await
     }
 
@@ -312,4 +340,4 @@ fn closed() -> Error {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -64,7 +64,7 @@ use super::{ParamError, read_opt_u64, write_opt_u64};
 use crate::core::codec::{DecodeError, Reader, Writer};
 
 /// Version written by [`LeftMatrixProfile::encode`].
-pub const LEFT_MP_STATE_VERSION: u16 = 1;
+pub const LEFT_MP_STATE_VERSION: u16 = 2;
 const LEFT_MP_MAGIC: &[u8; 4] = b"OLMP";
 
 /// What a non-finite value (NaN, ±∞, "missing") does to the profile.
@@ -490,8 +490,15 @@ impl LeftMatrixProfile {
         write_opt_u64(&mut w, self.last_const);
         w.u64(self.missing);
         self.series.encode(&mut w);
+        // Version 2: the slots no pair has reached yet (zeros at either end while the history
+        // fills) are counted, not written, so a new key's state is bytes, not `8 × history`.
+        let zero = |q: &&f64| q.to_bits() == 0;
+        let lead = self.qt.iter().take_while(zero).count();
+        let trail = self.qt[lead..].iter().rev().take_while(zero).count();
         w.u64(self.qt.len() as u64);
-        for &q in &self.qt {
+        w.u64(lead as u64);
+        w.u64(trail as u64);
+        for &q in &self.qt[lead..self.qt.len() - trail] {
             w.f64(q);
         }
     }
@@ -500,7 +507,11 @@ impl LeftMatrixProfile {
     /// this CPU. The restored profile continues exactly as the original would have.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        r.header(LEFT_MP_MAGIC, "left matrix profile", LEFT_MP_STATE_VERSION)?;
+        let version = r.header_in(
+            LEFT_MP_MAGIC,
+            "left matrix profile",
+            1..=LEFT_MP_STATE_VERSION,
+        )?;
         let m = r.u64_len(1 << 31)?;
         let history = r.u64_len(1 << 31)?;
         check_params(m, history).map_err(|_| DecodeError::invalid("bad m or history"))?;
@@ -515,7 +526,15 @@ impl LeftMatrixProfile {
                 "cross-product count does not match history",
             ));
         }
-        for q in mp.qt.iter_mut() {
+        let n = mp.qt.len();
+        let (lead, trail) = match version {
+            1 => (0, 0),
+            _ => (r.u64_len(n)?, r.u64_len(n)?),
+        };
+        if lead + trail > n {
+            return Err(DecodeError::invalid("more zero slots than cross products"));
+        }
+        for q in &mut mp.qt[lead..n - trail] {
             *q = r.f64()?;
         }
         r.finish()?;
@@ -565,4 +584,58 @@ pub fn left_profile_discords(series: &[f64], m: usize) -> Vec<Option<Discord>> {
     mp.push_slice(series, &mut outs);
     // Output k belongs to the subsequence ending at point k, i.e. starting at k + 1 − m.
     outs.split_off(m - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The format before version 2: every cross product written.
+    fn encode_v1(mp: &LeftMatrixProfile) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut w = Writer::new(&mut out);
+        w.header(LEFT_MP_MAGIC, 1);
+        w.u64(mp.m as u64);
+        w.u64(mp.history as u64);
+        w.u8(mp.nan_policy.to_byte());
+        w.u64(mp.origin);
+        write_opt_u64(&mut w, mp.last_const);
+        w.u64(mp.missing);
+        mp.series.encode(&mut w);
+        w.u64(mp.qt.len() as u64);
+        for &q in &mp.qt {
+            w.f64(q);
+        }
+        out
+    }
+
+    /// Issue 14.11: a new key's state is small on disk (and in a spill), and states written
+    /// in version 1 still restore to the same profile as version 2's.
+    #[test]
+    fn new_keys_encode_small_and_version_1_still_decodes() {
+        let mut mp = LeftMatrixProfile::new(100, 10_000);
+        mp.push(1.0);
+        let mut v2 = Vec::new();
+        mp.encode(&mut v2);
+        assert!(v2.len() < 200, "{} bytes for one point", v2.len());
+        for n in [1, 150, 5_000, 12_000] {
+            let mut mp = LeftMatrixProfile::new(16, 2_000);
+            for i in 0..n {
+                mp.push(((i * 37 % 101) as f64).sin());
+            }
+            let mut v2 = Vec::new();
+            mp.encode(&mut v2);
+            for bytes in [v2, encode_v1(&mp)] {
+                let mut back = LeftMatrixProfile::decode(&bytes).unwrap();
+                assert_eq!(back.qt, mp.qt, "{n} points");
+                let mut again = Vec::new();
+                back.encode(&mut again);
+                let mut orig = Vec::new();
+                mp.encode(&mut orig);
+                assert_eq!(again, orig);
+                let (a, b) = (back.push(0.5), mp.clone().push(0.5));
+                assert_eq!(a, b, "{n} points");
+            }
+        }
+    }
 }

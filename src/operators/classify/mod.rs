@@ -310,7 +310,19 @@ impl ClassifyImage {
                 .await
                 .map_err(|_| Error::Internal("the worker semaphore closed".into()))?;
             tasks.spawn_blocking(move || {
-                let r = classify_one(&shared, &pre, blob.as_deref(), k);
+                let started = Instant::now();
+                // A panic in a decoder or the engine rejects this image alone (issue 14.2).
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    classify_one(&shared, &pre, blob.as_deref(), k)
+                }))
+                .unwrap_or_else(|payload| {
+                    let message = format!(
+                        "classifying this image panicked: {} (a bug in osprey or a decoder: please report it with this object)",
+                        crate::core::panic::message(&*payload)
+                    );
+                    let reason = crate::core::panic::INTERNAL_ERROR;
+                    Ok((Err(Rejected { reason, message }), started.elapsed()))
+                });
                 drop(permit);
                 (i, r)
             });

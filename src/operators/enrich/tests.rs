@@ -258,7 +258,7 @@ async fn partitioned_preload_keeps_only_owned_keys_in_keyed_state() {
         .await
         .unwrap();
         // What the runtime does after `on_checkpoint`: flush the declared tables.
-        cx.tables.flush(&mut cx.writes);
+        cx.tables.flush(&mut cx.writes).unwrap();
         assert_eq!(
             cx.writes.len(),
             keys_len(&op),

@@ -19,7 +19,7 @@ use crate::topology::fill::{Bounds, Fill};
 use crate::topology::{Ack, Message};
 
 /// The parser of every test here: JSON with one value `v`.
-fn parser() -> Parser {
+pub(crate) fn parser() -> Parser {
     Parser::new(ParserConfig {
         format: Format::Json,
         key: None,
@@ -128,7 +128,7 @@ impl Source for Slow {
 
 /// A dead-letter sink that keeps what it is given.
 #[derive(Clone, Default)]
-struct Kept(Arc<Mutex<Vec<String>>>);
+pub(crate) struct Kept(pub Arc<Mutex<Vec<String>>>);
 
 #[async_trait]
 impl Sink for Kept {
