@@ -1,10 +1,15 @@
 //! The job file: a TOML description of one source, a chain of operators and one sink.
 //!
+//! Before parsing, `${VAR}` references are substituted from the environment
+//! (`interpolate`), keeping a map back to the original positions; after it, `--set`
+//! overrides replace fields of the parsed tree (`overrides`). See [`LoadOptions`].
+//!
 //! Loading reports every problem at once, each with its field path (`operators[1].trees`),
-//! line and column: syntax errors from the TOML parser; structural errors (unknown fields,
-//! wrong types, unknown `type`s) by deserialising from the parser's spanned tree, getting past
-//! each error and trying again (`collect`, `spanned`); semantic errors from each component's
-//! `validate`, placed by the same tree. Old spellings of renamed fields still load, with a
+//! line and column: unset variables, placed by the field they are in; syntax errors from
+//! the TOML parser; structural errors (unknown fields, wrong types, unknown `type`s) by
+//! deserialising from the parser's spanned tree, getting past each error and trying again
+//! (`collect`, `spanned`); semantic errors from each component's `validate`, placed by the
+//! same tree. Old spellings of renamed fields still load, with a
 //! warning ([`Loaded::warnings`]).
 //!
 //! # Naming what an operator reads and writes
