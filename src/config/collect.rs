@@ -6,6 +6,11 @@
 //! bad or missing value as a placeholder) and deserialise again, until a round succeeds. The
 //! placeholders are never used: semantic checks (`validate`) run only when the first round
 //! succeeds, and their paths are placed by looking them up in the same tree.
+//!
+//! A `${VAR}` that could not be substituted left a placeholder in the text (`interpolate`):
+//! its error names the field it is in, and errors inside that field are the placeholder's, so
+//! they are dropped, and `validate` still runs when they were the only ones. A `--set` value
+//! has a span past the job text (`overrides`): its errors name the `--set`, not a line.
 
 use std::ops::Range;
 

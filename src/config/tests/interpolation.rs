@@ -163,38 +163,28 @@ fn a_job_reads_variables_and_defaults() {
 
 #[test]
 fn every_unset_variable_is_reported_with_its_field_and_line_among_other_errors() {
-    let text = JOB.replace("format = \"json\"", "format = \"json\"\ncolour = \"red\"");
+    let at = |found: Vec<(String, Option<usize>, Option<usize>, String)>| -> Vec<String> {
+        found
+            .into_iter()
+            .map(|(f, l, c, m)| format!("{} {} {f}: {m}", l.unwrap(), c.unwrap()))
+            .collect()
+    };
+    // With a validation error.
     assert_eq!(
-        problems(&text, &[("KEEP", "0")], &[]),
-        vec![
-            (
-                "source.path".to_string(),
-                Some(5),
-                Some(9),
-                "environment variable `INPUT` is not set (give a default: `${INPUT:-…}`)"
-                    .to_string()
-            ),
-            (
-                "source.colour".to_string(),
-                Some(7),
-                Some(1),
-                "unknown field `colour`, expected one of `path`, `format`, `csv`, `follow`, `poll_interval`, `start`".to_string()
-            ),
-            (
-                "checkpoint.keep".to_string(),
-                Some(11),
-                Some(8),
-                "must keep at least 1 checkpoint".to_string()
-            ),
-            (
-                "metrics.address".to_string(),
-                Some(14),
-                Some(12),
-                "environment variable `ADDRESS` is not set: metrics address, host:port"
-                    .to_string()
-            ),
+        at(problems(JOB, &[("KEEP", "0")], &[])),
+        [
+            "5 9 source.path: environment variable `INPUT` is not set (give a default: `${INPUT:-…}`)",
+            "10 8 checkpoint.keep: must keep at least 1 checkpoint",
+            "13 12 metrics.address: environment variable `ADDRESS` is not set: metrics address, host:port",
         ]
     );
+    // With a structural error (which, as without variables, stops the semantic checks).
+    let text = JOB.replace("format = \"json\"", "format = \"json\"\ncolour = \"red\"");
+    let found = at(problems(&text, &[("KEEP", "0")], &[]));
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert!(found[0].starts_with("5 9 source.path: environment variable `INPUT`"));
+    assert!(found[1].starts_with("7 1 source.colour: unknown field `colour`"));
+    assert!(found[2].starts_with("14 12 metrics.address: environment variable `ADDRESS`"));
 }
 
 #[test]
@@ -208,8 +198,8 @@ fn a_rejected_value_names_its_field_and_line() {
 #[test]
 fn errors_after_interpolation_point_into_the_original_file() {
     // A longer value shifts columns on its line, never lines: the error in `keep`, after a
-    // 40-byte value on line 10, is still at line 11, column 8; on its own line the column
-    // is the reference's.
+    // 40-byte value on line 9, is still at line 10, column 8; on its own line the column is
+    // the reference's.
     let vars = [
         ("INPUT", "in.jsonl"),
         ("ADDRESS", "127.0.0.1:1"),
@@ -224,8 +214,8 @@ fn errors_after_interpolation_point_into_the_original_file() {
     assert_eq!(
         at,
         [
-            ("checkpoint.interval", Some(10), Some(12)),
-            ("checkpoint.keep", Some(11), Some(8)),
+            ("checkpoint.interval", Some(9), Some(12)),
+            ("checkpoint.keep", Some(10), Some(8)),
         ],
         "{found:?}"
     );
