@@ -92,8 +92,11 @@ impl Overrides {
             let (Some(path), Some(value)) = (path, values.remove(format!("v{i}").as_str())) else {
                 continue;
             };
-            if let Err(e) = set(root, path, &[], value, &self.ranges[i]) {
-                bad.push((i, e));
+            // On a copy: a path that fails half-way must not leave the tables it created.
+            let mut copy = root.clone();
+            match set(&mut copy, path, &[], value, &self.ranges[i]) {
+                Ok(()) => *root = copy,
+                Err(e) => bad.push((i, e)),
             }
         }
         bad
@@ -174,6 +177,12 @@ fn set<'i>(
     match (node.get_mut(), seg) {
         (DeValue::Table(t), Seg::Key(k)) => {
             if t.get(k.as_str()).is_none() {
+                if let Some(Seg::Index(_)) = rest.first() {
+                    return Err(format!(
+                        "the job has no `{}`: `--set` cannot add list elements",
+                        join(&next)
+                    ));
+                }
                 // Replaced by the value, or filled by the rest of the path.
                 let empty = Spanned::new(span.clone(), DeValue::Table(DeTable::new()));
                 t.insert(Spanned::new(span.clone(), Cow::Owned(k.clone())), empty);

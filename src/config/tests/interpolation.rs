@@ -315,6 +315,25 @@ fn set_of_an_unknown_or_bad_field_is_reported_like_one_in_the_file() {
         assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
     }
     assert_eq!(found.len(), 6, "{all}");
+    // A path that fails half-way leaves nothing behind.
+    let no_ops = SMALL.split("[[operators]]").next().unwrap();
+    assert_eq!(
+        problems(no_ops, &[], &["operators[0].m=3", "source.generator.x.y=1"]),
+        [
+            (
+                "operators[0].m".to_string(),
+                None,
+                None,
+                "the job has no `operators`: `--set` cannot add list elements (in `--set operators[0].m=3`)".to_string()
+            ),
+            (
+                "source.generator.x.y".to_string(),
+                None,
+                None,
+                "`source.generator` is a single value, not a table (in `--set source.generator.x.y=1`)".to_string()
+            ),
+        ]
+    );
     // A validation error of an overridden value names the override.
     let found = problems(SMALL, &[], &["checkpoint.keep=0"]);
     assert_eq!(
