@@ -183,7 +183,10 @@ keep = 0
             cmd.args(["--set", s]);
         }
         let out = cmd.output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, err) = validate(&[]);
     assert_eq!(code, Some(2), "{err}");
@@ -200,7 +203,10 @@ keep = 0
     let (code, err) = validate(&["source.stream=sensors", "checkpoint.keep=2"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains(": 1 error(s)"), "{err}");
-    assert!(err.contains("line 9, column 13: `checkpoint.interval`"), "{err}");
+    assert!(
+        err.contains("line 9, column 13: `checkpoint.interval`"),
+        "{err}"
+    );
     let (code, err) = validate(&[
         "source.stream=sensors",
         "checkpoint.keep=2",
@@ -248,7 +254,11 @@ enabled = false
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(stdout.lines().count(), 7, "{stdout}");
 }
 

@@ -266,30 +266,24 @@ fn locate(root: &Spanned<DeValue<'_>>, path: &[Seg]) -> Option<Range<usize>> {
 
 /// The path of the innermost value or key whose span holds `offset`.
 fn field_at(node: &Spanned<DeValue<'_>>, offset: usize) -> Option<Path> {
-    let children: Vec<(Seg, Option<Range<usize>>, &Spanned<DeValue<'_>>)> = match node.get_ref() {
-        DeValue::Table(t) => t
-            .iter()
-            .map(|(k, v)| (Seg::Key(k.get_ref().to_string()), Some(k.span()), v))
-            .collect(),
+    let under = |seg: Seg, mut rest: Path| {
+        rest.insert(0, seg);
+        rest
+    };
+    let found = match node.get_ref() {
+        DeValue::Table(t) => t.iter().find_map(|(k, v)| {
+            let inner =
+                field_at(v, offset).or_else(|| k.span().contains(&offset).then(Vec::new))?;
+            Some(under(Seg::Key(k.get_ref().to_string()), inner))
+        }),
         DeValue::Array(a) => a
             .iter()
             .enumerate()
-            .map(|(i, v)| (Seg::Index(i), None, v))
-            .collect(),
-        _ => return node.span().contains(&offset).then(Vec::new),
+            .find_map(|(i, v)| Some(under(Seg::Index(i), field_at(v, offset)?))),
+        _ => None,
     };
-    for (seg, key, value) in children {
-        let inner = field_at(value, offset).or_else(|| {
-            key.filter(|k| k.contains(&offset)).map(|_| Vec::new())
-        });
-        if let Some(mut rest) = inner {
-            rest.insert(0, seg);
-            return Some(rest);
-        }
-    }
-    // An inline table or array whose brackets hold the offset, between its items.
-    let inline = !node.span().is_empty() && node.span().contains(&offset);
-    inline.then(Vec::new)
+    // A leaf, or an inline table or array whose brackets hold the offset between items.
+    found.or_else(|| node.span().contains(&offset).then(Vec::new))
 }
 
 /// 1-based line and column (in characters) of byte `offset`.

@@ -120,7 +120,11 @@ pub(super) fn interpolate(text: &str, var: &dyn Fn(&str) -> Option<String>) -> I
             }
             (Lex::MultiLiteral, b'\'') if rest.starts_with(b"'''") => {
                 lex = Lex::Code;
-                i += 2 + rest[3..].iter().take(2).take_while(|&&b| b == b'\'').count();
+                i += 2 + rest[3..]
+                    .iter()
+                    .take(2)
+                    .take_while(|&&b| b == b'\'')
+                    .count();
             }
             (_, b'$') => {
                 if let Some((len, value)) = reference(&text[i + 1..], var) {
@@ -212,7 +216,11 @@ fn value_of(inner: &str, var: &dyn Fn(&str) -> Option<String>) -> Result<String,
         }
         (Op::Default { .. }, true) => return Ok(arg.to_string()),
         (Op::Require { .. }, true) => {
-            let what = if value.is_none() { "is not set" } else { "is empty" };
+            let what = if value.is_none() {
+                "is not set"
+            } else {
+                "is empty"
+            };
             return Err(if arg.is_empty() {
                 format!("environment variable `{name}` {what}")
             } else {
@@ -254,4 +262,3 @@ fn split_op(after: &str) -> Option<(Op, &str)> {
     ops.into_iter()
         .find_map(|(prefix, op)| after.strip_prefix(prefix).map(|arg| (op, arg)))
 }
-

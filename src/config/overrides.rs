@@ -72,10 +72,7 @@ impl Overrides {
 
     /// Sets every readable override in `root`: (index, what is wrong) for those that cannot
     /// be set.
-    pub(super) fn apply<'i>(
-        &'i self,
-        root: &mut Spanned<DeValue<'i>>,
-    ) -> Vec<(usize, String)> {
+    pub(super) fn apply<'i>(&'i self, root: &mut Spanned<DeValue<'i>>) -> Vec<(usize, String)> {
         let mut bad = Vec::new();
         let mut values = match DeTable::parse(&self.doc) {
             Ok(t) => t.into_inner(),
@@ -123,9 +120,7 @@ fn read(arg: &str) -> Result<(Path, String), String> {
 /// `operators[0].window` or `operators.0.window`.
 fn parse_path(text: &str) -> Result<Path, String> {
     let bad = || {
-        format!(
-            "`{text}` is not a field path like `checkpoint.interval` or `operators[0].window`"
-        )
+        format!("`{text}` is not a field path like `checkpoint.interval` or `operators[0].window`")
     };
     let mut path = Vec::new();
     for part in text.split('.') {
@@ -197,7 +192,9 @@ fn set<'i>(
                 .ok_or_else(|| format!("{here} has {len} element(s): `--set` cannot add one"))?;
             set(child, rest, &next, value, span)
         }
-        (DeValue::Table(_), Seg::Index(i)) => Err(format!("{here} is a table, not a list: no [{i}]")),
+        (DeValue::Table(_), Seg::Index(i)) => {
+            Err(format!("{here} is a table, not a list: no [{i}]"))
+        }
         (DeValue::Array(_), Seg::Key(k)) => Err(format!(
             "{here} is a list: name an element, as in `{}[0].{k}`",
             join(done)

@@ -64,7 +64,10 @@ fn the_substitution_rules() {
     assert_eq!(ok("${FOO:-cats}"), "dogs");
     assert_eq!(ok("${NOPE:-dogs and cats}"), "dogs and cats");
     assert_eq!(ok("${NOPE:-}"), "");
-    assert_eq!(ok("${NOPE:-http://127.0.0.1:4568}"), "http://127.0.0.1:4568");
+    assert_eq!(
+        ok("${NOPE:-http://127.0.0.1:4568}"),
+        "http://127.0.0.1:4568"
+    );
     // `-` without the colon: only unset takes the default.
     assert_eq!(ok("${NOPE-cats}"), "cats");
     assert_eq!(ok("${EMPTY-cats}"), "");
@@ -81,7 +84,10 @@ fn the_substitution_rules() {
     // A `#` inside a string is no comment.
     assert_eq!(ok("x = \"#${FOO}\""), "x = \"#dogs\"");
     assert_eq!(ok("x = '#${FOO}' # ${UNSET}"), "x = '#dogs' # ${UNSET}");
-    assert_eq!(ok("x = \"\"\"\n# ${FOO}\n\"\"\""), "x = \"\"\"\n# dogs\n\"\"\"");
+    assert_eq!(
+        ok("x = \"\"\"\n# ${FOO}\n\"\"\""),
+        "x = \"\"\"\n# dogs\n\"\"\""
+    );
     assert_eq!(ok("x = \"a\\\"#${FOO}\""), "x = \"a\\\"#dogs\"");
 }
 
