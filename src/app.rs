@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::cli::{CheckpointCommand, Cli, Command, EvalCommand, RunArgs};
-use crate::config::{JobConfig, Loaded};
+use crate::config::{JobConfig, LoadOptions, Loaded};
 use crate::metrics::Health;
 use crate::state::checkpoint::{self, Manifest};
 use crate::topology::{self, RunOptions};
@@ -21,7 +21,7 @@ pub const EXIT_INVALID: u8 = 2;
 pub async fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run_command(args).await,
-        Command::Validate { job } => return validate(&job),
+        Command::Validate { job, set } => return validate(&job, set),
         Command::Checkpoints { command } => checkpoints(command).await,
         Command::Eval { command } => return eval(command),
         #[cfg(feature = "kinesis")]
@@ -91,8 +91,12 @@ fn eval(command: EvalCommand) -> ExitCode {
     }
 }
 
-fn validate(job: &Path) -> ExitCode {
-    match JobConfig::read(job) {
+fn validate(job: &Path, overrides: Vec<String>) -> ExitCode {
+    let opts = LoadOptions {
+        overrides,
+        vars: None,
+    };
+    match JobConfig::read_with(job, &opts) {
         Ok(Loaded { job: cfg, warnings }) => {
             for w in &warnings {
                 eprintln!("warning: {w}");
@@ -124,13 +128,19 @@ async fn run_command(args: RunArgs) -> crate::Result<()> {
     let Loaded {
         job: mut cfg,
         warnings,
-    } = match &args.job {
-        Some(path) => JobConfig::read(path)?,
-        None => {
-            tracing::info!(
-                "No job file given: running the built-in demo job (examples/quickstart.toml)."
-            );
-            JobConfig::parse(QUICKSTART_JOB).map_err(Error::Config)?
+    } = {
+        let opts = LoadOptions {
+            overrides: args.set.clone(),
+            vars: None,
+        };
+        match &args.job {
+            Some(path) => JobConfig::read_with(path, &opts)?,
+            None => {
+                tracing::info!(
+                    "No job file given: running the built-in demo job (examples/quickstart.toml)."
+                );
+                JobConfig::parse_with(QUICKSTART_JOB, &opts).map_err(Error::Config)?
+            }
         }
     };
     for w in &warnings {

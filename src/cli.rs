@@ -38,6 +38,9 @@ pub enum Command {
     Validate {
         /// The job file.
         job: PathBuf,
+        /// Set a field of the job, as `osprey run --set` does.
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
     },
     /// Show the checkpoints a job keeps.
     Checkpoints {
@@ -117,6 +120,11 @@ pub struct RunArgs {
     /// Do not serve the metrics endpoint.
     #[arg(long)]
     pub no_metrics: bool,
+    /// Set a field of the job after `${VAR}` interpolation, e.g. `--set checkpoint.interval=5s`
+    /// or `--set operators[0].m=32` (repeatable). VALUE is read as TOML when it parses
+    /// (`5`, `true`, `"text"`, `[1, 2]`), else as a string.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
 }
 
 /// `osprey checkpoints …`.

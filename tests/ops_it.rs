@@ -314,7 +314,10 @@ fn the_compose_file_is_valid_and_its_pieces_exist() {
         "validate",
         repo("docker/osprey/sensors.toml").to_str().unwrap(),
     ]));
-    assert!(read("docker/osprey/sensors.toml").contains("address = \"0.0.0.0:9898\""));
+    assert!(
+        read("docker/osprey/sensors.toml")
+            .contains("address = \"${METRICS_ADDRESS:-0.0.0.0:9898}\"")
+    );
     assert!(read("docker/prometheus/prometheus.yml").contains("targets: [\"osprey:9898\"]"));
     // Grafana: the dashboard is JSON and uses the provisioned data source.
     let dash: serde_json::Value =
@@ -377,9 +380,15 @@ address = "127.0.0.1:{port}"
 }
 
 fn spawn(job: &Path) -> Running {
+    spawn_with(job, &[])
+}
+
+/// [`spawn`] with environment variables for the job's `${VAR}`s.
+fn spawn_with(job: &Path, vars: &[(&str, String)]) -> Running {
     Running(
         osprey()
             .args(["run", job.to_str().unwrap()])
+            .envs(vars.iter().map(|(k, v)| (k, v)))
             // Defaults relative to the working directory (an S3 sink's staging folder) land
             // in the test's folder, not in the checkout.
             .current_dir(job.parent().unwrap())
@@ -589,29 +598,26 @@ fn demo_job_metrics(dir: &Path) -> Option<String> {
         "cannot create bucket {bucket} at {s3}"
     );
     let port = free_port();
-    let text = read("docker/osprey/sensors.toml")
-        .replace("http://kinesis:4568", &kinesis)
-        .replace("redis://redis:6379", &redis)
-        .replace("http://s3:5000", &s3)
-        .replace("\"sensors-in\"", &format!("\"{input}\""))
-        .replace("\"sensors-scored\"", &format!("\"{output}\""))
-        .replace("\"osprey-demo\"", &format!("\"{bucket}\""))
-        .replace(
-            "/etc/osprey/examples/data/",
-            &format!("{}/", repo("examples/data").display()),
-        )
-        .replace(
-            "/var/lib/osprey/sensors",
-            &format!("{}/demo-data", dir.display()),
-        )
-        .replace("0.0.0.0:9898", &format!("127.0.0.1:{port}"));
-    let demo = job(dir, "demo.toml", &text);
+    // The job as shipped: its `${VAR:-default}`s point it at the local stand-ins.
+    let demo = job(dir, "demo.toml", &read("docker/osprey/sensors.toml"));
+    let data = format!("{}/sensor_locations.csv", repo("examples/data").display());
+    let vars = [
+        ("KINESIS_ENDPOINT", kinesis.clone()),
+        ("REDIS_URL", redis),
+        ("S3_ENDPOINT", s3.clone()),
+        ("INPUT_STREAM", input.clone()),
+        ("OUTPUT_STREAM", output.clone()),
+        ("DEAD_LETTER_BUCKET", bucket.clone()),
+        ("SENSOR_LOCATIONS", data),
+        ("STATE_DIR", format!("{}/demo-data", dir.display())),
+        ("METRICS_ADDRESS", format!("127.0.0.1:{port}")),
+    ];
     check(
         osprey()
             .args(["produce", "--stream", &input, "--endpoint-url", &kinesis])
             .args(["--generator", "sensors", "--count", "10000"]),
     );
-    let run = spawn(&demo);
+    let run = spawn_with(&demo, &vars);
     let body = scrape_until(
         port,
         180,

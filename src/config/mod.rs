@@ -1,10 +1,15 @@
 //! The job file: a TOML description of one source, a chain of operators and one sink.
 //!
+//! Before parsing, `${VAR}` references are substituted from the environment
+//! (`interpolate`), keeping a map back to the original positions; after it, `--set`
+//! overrides replace fields of the parsed tree (`overrides`). See [`LoadOptions`].
+//!
 //! Loading reports every problem at once, each with its field path (`operators[1].trees`),
-//! line and column: syntax errors from the TOML parser; structural errors (unknown fields,
-//! wrong types, unknown `type`s) by deserialising from the parser's spanned tree, getting past
-//! each error and trying again (`collect`, `spanned`); semantic errors from each component's
-//! `validate`, placed by the same tree. Old spellings of renamed fields still load, with a
+//! line and column: unset variables, placed by the field they are in; syntax errors from
+//! the TOML parser; structural errors (unknown fields, wrong types, unknown `type`s) by
+//! deserialising from the parser's spanned tree, getting past each error and trying again
+//! (`collect`, `spanned`); semantic errors from each component's `validate`, placed by the
+//! same tree. Old spellings of renamed fields still load, with a
 //! warning ([`Loaded::warnings`]).
 //!
 //! # Naming what an operator reads and writes
@@ -27,6 +32,8 @@
 
 mod collect;
 mod deprecated;
+mod interpolate;
+mod overrides;
 mod poison;
 mod round;
 mod spanned;
@@ -192,6 +199,22 @@ impl Default for MetricsConfig {
     }
 }
 
+/// What is done to a job file's text before it is read.
+///
+/// First `${VAR}` references are substituted (`${VAR}`, `${VAR:-default}`,
+/// `${VAR:?message}`, `$$` for a `$`; see `config/interpolate.rs` for the rules), then each
+/// `--set PATH=VALUE` sets a field (see `config/overrides.rs`); every unset variable and bad
+/// override is reported with the other errors, each with its field and its line in the
+/// original file.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `PATH=VALUE` overrides (`checkpoint.interval=5s`, `operators[0].m=32`), in order: a
+    /// later one of the same field wins.
+    pub overrides: Vec<String>,
+    /// The variables `${VAR}` reads. `None`: the process environment.
+    pub vars: Option<std::collections::HashMap<String, String>>,
+}
+
 /// A job file that loaded, with the deprecation warnings found in it.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -208,11 +231,17 @@ impl JobConfig {
         Self::read(path).map(|l| l.job)
     }
 
-    /// Reads and validates a job file, returning its deprecation warnings too.
+    /// Reads and validates a job file, with `${VAR}` taken from the environment, returning
+    /// its deprecation warnings too.
     pub fn read(path: &Path) -> crate::Result<Loaded> {
+        Self::read_with(path, &LoadOptions::default())
+    }
+
+    /// Reads and validates a job file, interpolated and overridden as `opts` says.
+    pub fn read_with(path: &Path, opts: &LoadOptions) -> crate::Result<Loaded> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| crate::Error::io("reading job file", path, e))?;
-        Self::parse(&text).map_err(crate::Error::Config)
+        Self::parse_with(&text, opts).map_err(crate::Error::Config)
     }
 
     /// Parses and validates a job from TOML text, returning every problem found (see
@@ -224,7 +253,12 @@ impl JobConfig {
     /// Parses and validates a job from TOML text: the job and its deprecation warnings, or
     /// every problem found, in file order.
     pub fn parse(text: &str) -> Result<Loaded, Vec<ConfigError>> {
-        collect::load(text).map(|(job, warnings)| Loaded { job, warnings })
+        Self::parse_with(text, &LoadOptions::default())
+    }
+
+    /// [`JobConfig::parse`], interpolated and overridden as `opts` says.
+    pub fn parse_with(text: &str, opts: &LoadOptions) -> Result<Loaded, Vec<ConfigError>> {
+        collect::load(text, opts).map(|(job, warnings)| Loaded { job, warnings })
     }
 
     /// Semantic checks across the whole job.

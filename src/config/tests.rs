@@ -540,3 +540,5 @@ fn s3_checkpoint_dir_needs_a_bucket_and_s3_settings_need_s3() {
         "{msgs:?}"
     );
 }
+
+mod interpolation;
