@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::cli::{CheckpointCommand, Cli, Command, EvalCommand, RunArgs};
+use crate::cli::{CheckpointCommand, Cli, Command, EvalCommand, NabOptimizerArg, RunArgs};
 use crate::config::{JobConfig, Loaded};
 use crate::metrics::Health;
 use crate::state::checkpoint::{self, Manifest};
@@ -75,6 +75,23 @@ fn eval(command: EvalCommand) -> ExitCode {
                 },
             )
         }
+        EvalCommand::Nab(a) => match a.nab.or_else(|| shared().map(|d| d.join("nab"))) {
+            Some(nab) => eval::nab::run_nab_eval(&eval::nab::NabArgs {
+                nab,
+                results: a.results,
+                detector: a.detector_name,
+                optimizer: match (a.threshold, a.optimizer) {
+                    (Some(t), _) => eval::nab::Optimizer::Fixed(t),
+                    (None, NabOptimizerArg::Sweep) => eval::nab::Optimizer::Sweep,
+                    (None, NabOptimizerArg::Twiddle) => eval::nab::Optimizer::Twiddle,
+                    (None, NabOptimizerArg::Published) => eval::nab::Optimizer::Published,
+                },
+                per_file: a.per_file,
+            }),
+            None => Err(EvalError::Invalid(
+                "no NAB folder: pass --nab or set OSPREY_SHARED".into(),
+            )),
+        },
     };
     match report {
         Ok(text) => {

@@ -160,6 +160,43 @@ pub enum EvalCommand {
     Discord(EvalDiscordArgs),
     /// The AWS left-discords sample's stream and method side by side with osprey's detector.
     AwsSample(EvalAwsArgs),
+    /// Score a detector's per-record anomaly scores with NAB's scorer (standard,
+    /// reward_low_FP_rate, reward_low_FN_rate), normalised as on NAB's scoreboard.
+    Nab(EvalNabArgs),
+}
+
+/// How `osprey eval nab` chooses each profile's threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NabOptimizerArg {
+    /// NAB ≥ 1.0: the best of every distinct anomaly score of the corpus.
+    Sweep,
+    /// NAB before 2019: hill climbing from 0.5 (how the published thresholds were found).
+    Twiddle,
+    /// The detector's threshold in NAB's `config/thresholds.json`.
+    Published,
+}
+
+/// `osprey eval nab`.
+#[derive(Debug, clap::Args)]
+pub struct EvalNabArgs {
+    /// A folder of result files in NAB's layout (`<category>/<detector>_<file>.csv` with an
+    /// `anomaly_score` column), or a detector's name under `<nab>/reference-results/`.
+    pub results: String,
+    /// The NAB folder (`data/`, `labels/`, `config/`). Default: `$OSPREY_SHARED/datasets/nab`.
+    #[arg(long)]
+    pub nab: Option<PathBuf>,
+    /// The result files' prefix. Default: the results folder's name.
+    #[arg(long)]
+    pub detector_name: Option<String>,
+    /// How each profile's threshold is chosen.
+    #[arg(long, value_enum, default_value_t = NabOptimizerArg::Sweep)]
+    pub optimizer: NabOptimizerArg,
+    /// One threshold for every profile instead of optimising.
+    #[arg(long, conflicts_with = "optimizer")]
+    pub threshold: Option<f64>,
+    /// Also print every file's score and counts.
+    #[arg(long)]
+    pub per_file: bool,
 }
 
 /// `osprey eval discord`.
