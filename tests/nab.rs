@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use osprey::eval::nab::{
-    NabCorpus, Optimizer, choose_threshold, read_published, read_results, score_corpus,
-    sweep_best,
+    NabCorpus, Optimizer, choose_threshold, read_published, read_results, score_corpus, sweep_best,
 };
 
 use crate::util::*;
@@ -116,11 +115,20 @@ fn nab_scorer_reproduces_published_scores() {
                 "{detector}/{name} totals"
             );
             assert!(
-                (got.raw - published.score).abs() <= 1e-9,
+                (got.raw - totals.score).abs() <= 1e-9,
                 "{detector}/{name}: raw {} published {}",
                 got.raw,
-                published.score
+                totals.score
             );
+            // thresholds.json's own totals agree, except windowedGaussian's: those are of an
+            // earlier run (its result files were re-scored at threshold 1.0 afterwards, and
+            // final_results.json follows the re-scored totals).
+            if detector != "windowedGaussian" {
+                assert!(
+                    (got.raw - published.score).abs() <= 1e-9,
+                    "{detector}/{name}"
+                );
+            }
             let want = finals[detector][name];
             assert!(
                 (got.normalised - want).abs() <= 1e-6,
@@ -147,32 +155,39 @@ fn nab_optimisers_find_the_published_thresholds_or_better() {
         for profile in &corpus.profiles {
             let name = &profile.name;
             let published = thresholds[detector][name];
-            // Twiddle, as NAB ran it: the same corpus total (the same detections).
+            let published_raw = score_corpus(&corpus, &scores, profile, published.threshold).raw;
+            // Twiddle, as NAB ran it: the same corpus total (the same detections). Not for
+            // windowedGaussian, whose published threshold (exactly 1.0) no climb from 0.5
+            // reaches: its sums of steps stop at 0.99999981, where thousands of scores lie
+            // between it and 1.0.
             let t = choose_threshold(&corpus, &scores, profile, Optimizer::Twiddle, None).unwrap();
             let twiddled = score_corpus(&corpus, &scores, profile, t);
             assert!(
-                (twiddled.raw - published.score).abs() <= 1e-9,
+                detector == "windowedGaussian" || (twiddled.raw - published_raw).abs() <= 1e-9,
                 "{detector}/{name}: twiddle {t} → {}, published {} → {}",
                 twiddled.raw,
                 published.threshold,
-                published.score
+                published_raw
             );
             // The sweep is exhaustive: at least as good.
             let best = sweep_best(&corpus, &scores, profile);
             let swept = score_corpus(&corpus, &scores, profile, best.threshold);
             assert!((swept.raw - best.score).abs() <= 1e-9);
             assert!(
-                swept.raw >= published.score - 1e-9,
+                swept.raw >= published_raw - 1e-9,
                 "{detector}/{name}: sweep {} below published {}",
                 swept.raw,
-                published.score
+                published_raw
             );
             println!(
-                "{detector:>16} {name:>18}: twiddle {t} (published {}), sweep {} → {:.6} (+{:.6})",
+                "{detector:>16} {name:>18}: twiddle {t} → {:.6}, published {} → {:.6}, \
+                 sweep {} → {:.6} (raw +{:.6})",
+                twiddled.normalised,
                 published.threshold,
+                score_corpus(&corpus, &scores, profile, published.threshold).normalised,
                 best.threshold,
                 swept.normalised,
-                swept.raw - published.score
+                swept.raw - published_raw
             );
         }
     }
@@ -211,7 +226,13 @@ fn eval_nab_prints_the_published_totals() {
     assert_eq!(row("reward_low_FN_rate")[4], "74.320244");
     assert!(text.contains("| standard | realKnownCause/nyc_taxi.csv | 2.435727"));
     // A results folder that is not there: exit 2 with a message.
-    let out = run(&["eval", "nab", "noSuchDetector", "--nab", dir.to_str().unwrap()]);
+    let out = run(&[
+        "eval",
+        "nab",
+        "noSuchDetector",
+        "--nab",
+        dir.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("noSuchDetector"));
 }

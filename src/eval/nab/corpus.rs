@@ -100,7 +100,10 @@ impl NabCorpus {
                 if last < first {
                     return Err(bad("the window ends before it begins"));
                 }
-                if indices.last().is_some_and(|&(_, prev_last)| first < prev_last) {
+                if indices
+                    .last()
+                    .is_some_and(|&(_, prev_last)| first < prev_last)
+                {
                     return Err(bad("the window overlaps the one before"));
                 }
                 indices.push((first, last));

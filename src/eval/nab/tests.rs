@@ -73,7 +73,10 @@ fn only_the_earliest_detection_in_a_window_counts() {
     assert_eq!((c.tp, c.fn_), (3, 7));
     // The middle of the window earns σ(−0.5)/σ(−1): position −(49 − 45 + 1)/10.
     let (mid, _) = score_of(100, &w, &[45, 48]);
-    assert!(close(mid, scaled_sigmoid(-0.5) / scaled_sigmoid(-1.0)), "{mid}");
+    assert!(
+        close(mid, scaled_sigmoid(-0.5) / scaled_sigmoid(-1.0)),
+        "{mid}"
+    );
     // No detection: a false negative.
     let (none, _) = score_of(100, &w, &[]);
     assert!(close(none, -1.0), "{none}");
@@ -88,7 +91,10 @@ fn false_positives_are_weighted_by_distance_to_the_preceding_window() {
     assert_eq!((c.fp, c.tp), (1, 0));
     // Three records after the window's end, whose width is 10: σ(3/9)·fpWeight.
     let (after, _) = score_of(100, &w, &[52]);
-    assert!(close(after, 0.11 * scaled_sigmoid(3.0 / 9.0) - 1.0), "{after}");
+    assert!(
+        close(after, 0.11 * scaled_sigmoid(3.0 / 9.0) - 1.0),
+        "{after}"
+    );
     // Far after it: −fpWeight again.
     let (far, _) = score_of(100, &w, &[99]);
     assert!(close(far, -0.11 - 1.0), "{far}");
