@@ -23,6 +23,9 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Run(args) => run_command(args).await,
         Command::Validate { job } => return validate(&job),
         Command::Checkpoints { command } => checkpoints(command).await,
+        Command::Eval {
+            command: EvalCommand::Nab(a),
+        } if a.detector.is_some() => eval_nab_detectors(a).await,
         Command::Eval { command } => return eval(command),
         #[cfg(feature = "kinesis")]
         Command::Produce(args) => crate::connectors::kinesis::produce::run(args)
@@ -78,7 +81,7 @@ fn eval(command: EvalCommand) -> ExitCode {
         EvalCommand::Nab(a) => match a.nab.or_else(|| shared().map(|d| d.join("nab"))) {
             Some(nab) => eval::nab::run_nab_eval(&eval::nab::NabArgs {
                 nab,
-                results: a.results,
+                results: a.results.unwrap_or_default(),
                 detector: a.detector_name,
                 optimizer: match (a.threshold, a.optimizer) {
                     (Some(t), _) => eval::nab::Optimizer::Fixed(t),
@@ -106,6 +109,64 @@ fn eval(command: EvalCommand) -> ExitCode {
             }
         }
     }
+}
+
+/// `osprey eval nab --detector …`: one job runs osprey's operators over the whole corpus
+/// (key = NAB file), in a scratch folder that is removed afterwards; its output is scored.
+async fn eval_nab_detectors(a: crate::cli::EvalNabArgs) -> crate::Result<()> {
+    use crate::eval::nab::{self, DetectorJob, NabCorpus, Optimizer};
+    let invalid = |msg: String| Error::Config(vec![crate::core::ConfigError::new("eval", msg)]);
+    let dir = a
+        .nab
+        .or_else(|| {
+            std::env::var_os("OSPREY_SHARED").map(|s| PathBuf::from(s).join("datasets/nab"))
+        })
+        .ok_or_else(|| invalid("no NAB folder: pass --nab or set OSPREY_SHARED".into()))?;
+    let corpus = NabCorpus::load(&dir).map_err(|e| invalid(e.to_string()))?;
+    let work = std::env::temp_dir().join(format!("osprey-eval-nab-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| Error::io("creating", &work, e))?;
+    let input = work.join("nab.jsonl");
+    nab::write_input(&corpus, &input).map_err(|e| invalid(e.to_string()))?;
+    let job = DetectorJob {
+        m: a.m,
+        history: a.history,
+        ..DetectorJob::default()
+    };
+    let text = nab::job_text(&job, &input, &work.join("out"), &work.join("state"));
+    let cfg = JobConfig::parse(&text).map_err(Error::Config)?.job;
+    let started = std::time::Instant::now();
+    let opts = RunOptions {
+        from_checkpoint: None,
+        fresh: true,
+        lock: None,
+    };
+    let result = run_job(cfg, opts, std::future::pending()).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let scores = result.and_then(|_| {
+        nab::read_output(&corpus, &work.join("out")).map_err(|e| invalid(e.to_string()))
+    });
+    let _ = std::fs::remove_dir_all(&work);
+    let scores = scores?;
+    let fused = scores.max();
+    let mut runs: Vec<(&str, Vec<Vec<f64>>)> = Vec::new();
+    let which = a.detector.expect("checked by the caller");
+    if which != crate::cli::NabDetectorArg::Rcf {
+        runs.push(("discord", scores.discord));
+    }
+    if which != crate::cli::NabDetectorArg::Discord {
+        runs.push(("rcf", scores.rcf));
+    }
+    if which == crate::cli::NabDetectorArg::All {
+        runs.push(("max(discord, rcf)", fused));
+    }
+    let optimizer = a.threshold.map_or(Optimizer::Sweep, Optimizer::Fixed);
+    print!("{}", nab::detectors_report(&corpus, &runs, optimizer));
+    println!(
+        "\ndiscord: m = {}, history = {}; rcf: operator defaults; job time {seconds:.1} s.",
+        a.m, a.history
+    );
+    Ok(())
 }
 
 fn validate(job: &Path) -> ExitCode {

@@ -176,12 +176,34 @@ pub enum NabOptimizerArg {
     Published,
 }
 
+/// Which of osprey's detectors `osprey eval nab --detector` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NabDetectorArg {
+    /// The left-discord matrix profile.
+    Discord,
+    /// The Random Cut Forest.
+    Rcf,
+    /// Both, and their fused score.
+    All,
+}
+
 /// `osprey eval nab`.
 #[derive(Debug, clap::Args)]
 pub struct EvalNabArgs {
     /// A folder of result files in NAB's layout (`<category>/<detector>_<file>.csv` with an
     /// `anomaly_score` column), or a detector's name under `<nab>/reference-results/`.
-    pub results: String,
+    #[arg(required_unless_present = "detector")]
+    pub results: Option<String>,
+    /// Instead of result files: run osprey's `discord` and `rcf` operators (one job, one key
+    /// per NAB file) and score them, each alone and fused (`max`).
+    #[arg(long, value_enum, conflicts_with = "results")]
+    pub detector: Option<NabDetectorArg>,
+    /// `discord`'s subsequence length (with `--detector`).
+    #[arg(long, default_value_t = 32)]
+    pub m: usize,
+    /// `discord`'s history in points (with `--detector`).
+    #[arg(long, default_value_t = 10_000)]
+    pub history: usize,
     /// The NAB folder (`data/`, `labels/`, `config/`). Default: `$OSPREY_SHARED/datasets/nab`.
     #[arg(long)]
     pub nab: Option<PathBuf>,

@@ -24,6 +24,8 @@ pub struct NabFile {
     pub name: String,
     /// Its records' timestamps (seconds).
     pub timestamps: Vec<i64>,
+    /// Its records' values.
+    pub values: Vec<f64>,
     /// Its labelled windows as (first, last) record indices, in order.
     pub windows: Vec<(usize, usize)>,
 }
@@ -82,7 +84,7 @@ impl NabCorpus {
         let mut files = Vec::with_capacity(labels.len());
         for (name, windows) in labels {
             let path = dir.join("data").join(&name);
-            let (timestamps, _) = read_nab_csv(&path)?;
+            let (timestamps, values) = read_nab_csv(&path)?;
             let mut indices: Vec<(usize, usize)> = Vec::with_capacity(windows.len());
             for w in &windows {
                 let bad = |why: &str| parse_err(&labels_path, 0, format!("{name}: {w:?}: {why}"));
@@ -111,6 +113,7 @@ impl NabCorpus {
             files.push(NabFile {
                 name,
                 timestamps,
+                values,
                 windows: indices,
             });
         }

@@ -50,9 +50,11 @@
 //!
 //! `corpus.rs` loads the data, windows, profiles and result files; `score.rs` scores files
 //! and sweeps thresholds; `optimize.rs` chooses the threshold and totals the corpus;
-//! `report.rs` prints `osprey eval nab`.
+//! `report.rs` prints `osprey eval nab`; `detect.rs` turns the corpus into a job's input
+//! and the job's output into anomaly scores (`osprey eval nab --detector`, run by `app.rs`).
 
 mod corpus;
+mod detect;
 mod optimize;
 mod report;
 mod score;
@@ -61,10 +63,11 @@ mod score;
 mod tests;
 
 pub use corpus::{NabCorpus, NabFile, Profile, Published, read_published, read_results};
+pub use detect::{DetectorJob, DetectorScores, job_text, read_output, write_input};
 pub use optimize::{
     CorpusScore, FileResult, Optimizer, choose_threshold, score_corpus, sweep_best, twiddle,
 };
-pub use report::{NabArgs, run_nab_eval, score_results};
+pub use report::{NabArgs, detectors_report, run_nab_eval, score_results};
 pub use score::{
     CostMatrix, Counts, Slot, SweepPoint, ThresholdScore, at_threshold, probationary_length,
     scaled_sigmoid, sweep, sweep_points,

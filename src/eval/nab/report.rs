@@ -127,3 +127,38 @@ pub fn run_nab_eval(args: &NabArgs) -> Result<String, EvalError> {
     }
     Ok(s)
 }
+
+/// The report of osprey's detectors on NAB (`osprey eval nab --detector …`): for each named
+/// set of per-file anomaly scores, every profile at the threshold `optimizer` chooses
+/// ([`Optimizer::Sweep`] or [`Optimizer::Fixed`]).
+pub fn detectors_report(
+    corpus: &NabCorpus,
+    runs: &[(&str, Vec<Vec<f64>>)],
+    optimizer: Optimizer,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "NAB scores of osprey's detectors ({} files, optimizer: {optimizer:?})\n",
+        corpus.files.len()
+    );
+    let _ = writeln!(
+        s,
+        "| detector | profile | threshold | raw score | NAB score | TP | TN | FP | FN |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+    for (name, scores) in runs {
+        for profile in &corpus.profiles {
+            let threshold = choose_threshold(corpus, scores, profile, optimizer, None)
+                .expect("sweep and fixed always choose");
+            let p = score_corpus(corpus, scores, profile, threshold);
+            let c = p.counts;
+            let _ = writeln!(
+                s,
+                "| {name} | {} | {} | {:.6} | {:.3} | {} | {} | {} | {} |",
+                p.profile, p.threshold, p.raw, p.normalised, c.tp, c.tn, c.fp, c.fn_
+            );
+        }
+    }
+    s
+}

@@ -21,6 +21,7 @@ fn one_file(len: usize, windows: &[(usize, usize)]) -> NabCorpus {
         files: vec![NabFile {
             name: "cat/file.csv".into(),
             timestamps: (0..len as i64).collect(),
+            values: vec![0.0; len],
             windows: windows.to_vec(),
         }],
         profiles: vec![Profile {
