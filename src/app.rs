@@ -131,6 +131,7 @@ async fn eval_nab_detectors(a: crate::cli::EvalNabArgs) -> crate::Result<()> {
     let job = DetectorJob {
         m: a.m,
         history: a.history,
+        rcf_extra: format!("shingle_size = {}", a.shingle),
         ..DetectorJob::default()
     };
     let text = nab::job_text(&job, &input, &work.join("out"), &work.join("state"));
@@ -163,8 +164,9 @@ async fn eval_nab_detectors(a: crate::cli::EvalNabArgs) -> crate::Result<()> {
     let optimizer = a.threshold.map_or(Optimizer::Sweep, Optimizer::Fixed);
     print!("{}", nab::detectors_report(&corpus, &runs, optimizer));
     println!(
-        "\ndiscord: m = {}, history = {}; rcf: operator defaults; job time {seconds:.1} s.",
-        a.m, a.history
+        "\ndiscord: m = {}, history = {}; rcf: shingle {}, other settings the operator's \
+         defaults; job time {seconds:.1} s.",
+        a.m, a.history, a.shingle
     );
     Ok(())
 }

@@ -204,6 +204,9 @@ pub struct EvalNabArgs {
     /// `discord`'s history in points (with `--detector`).
     #[arg(long, default_value_t = 10_000)]
     pub history: usize,
+    /// `rcf`'s shingle size (with `--detector`; the operator's default is 1).
+    #[arg(long, default_value_t = 1)]
+    pub shingle: usize,
     /// The NAB folder (`data/`, `labels/`, `config/`). Default: `$OSPREY_SHARED/datasets/nab`.
     #[arg(long)]
     pub nab: Option<PathBuf>,
