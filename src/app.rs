@@ -114,6 +114,7 @@ fn eval(command: EvalCommand) -> ExitCode {
 /// `osprey eval nab --detector …`: one job runs osprey's operators over the whole corpus
 /// (key = NAB file), in a scratch folder that is removed afterwards; its output is scored.
 async fn eval_nab_detectors(a: crate::cli::EvalNabArgs) -> crate::Result<()> {
+    use crate::eval;
     use crate::eval::nab::{self, DetectorJob, NabCorpus, Optimizer};
     let invalid = |msg: String| Error::Config(vec![crate::core::ConfigError::new("eval", msg)]);
     let dir = a
@@ -122,12 +123,17 @@ async fn eval_nab_detectors(a: crate::cli::EvalNabArgs) -> crate::Result<()> {
             std::env::var_os("OSPREY_SHARED").map(|s| PathBuf::from(s).join("datasets/nab"))
         })
         .ok_or_else(|| invalid("no NAB folder: pass --nab or set OSPREY_SHARED".into()))?;
-    let corpus = NabCorpus::load(&dir).map_err(|e| invalid(e.to_string()))?;
+    // A file that cannot be read is an I/O error (exit 1); anything else is the input's fault.
+    let eval_err = |e: eval::EvalError| match e {
+        eval::EvalError::Io { path, source } => Error::io("reading", path, source),
+        other => invalid(other.to_string()),
+    };
+    let corpus = NabCorpus::load(&dir).map_err(eval_err)?;
     let work = std::env::temp_dir().join(format!("osprey-eval-nab-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|e| Error::io("creating", &work, e))?;
     let input = work.join("nab.jsonl");
-    nab::write_input(&corpus, &input).map_err(|e| invalid(e.to_string()))?;
+    nab::write_input(&corpus, &input).map_err(eval_err)?;
     let job = DetectorJob {
         m: a.m,
         history: a.history,
@@ -144,9 +150,8 @@ async fn eval_nab_detectors(a: crate::cli::EvalNabArgs) -> crate::Result<()> {
     };
     let result = run_job(cfg, opts, std::future::pending()).await;
     let seconds = started.elapsed().as_secs_f64();
-    let scores = result.and_then(|_| {
-        nab::read_output(&corpus, &work.join("out")).map_err(|e| invalid(e.to_string()))
-    });
+    let scores =
+        result.and_then(|_| nab::read_output(&corpus, &work.join("out")).map_err(eval_err));
     let _ = std::fs::remove_dir_all(&work);
     let scores = scores?;
     let fused = scores.max();
