@@ -154,20 +154,26 @@ async fn eval_nab_detectors(a: crate::cli::EvalNabArgs) -> crate::Result<()> {
         result.and_then(|_| nab::read_output(&corpus, &work.join("out")).map_err(eval_err));
     let _ = std::fs::remove_dir_all(&work);
     let scores = scores?;
-    let fused = scores.max();
-    let mut runs: Vec<(&str, Vec<Vec<f64>>)> = Vec::new();
+    let (fused, any_true) = (scores.max(), scores.any_true());
+    // Scores take NAB's threshold (or --threshold); the operators' own 0/1 verdicts are scored
+    // as they are.
+    let swept = a.threshold.map_or(Optimizer::Sweep, Optimizer::Fixed);
+    let verdict = Optimizer::Fixed(1.0);
+    let mut runs: Vec<(&str, Vec<Vec<f64>>, Optimizer)> = Vec::new();
     let which = a.detector.expect("checked by the caller");
     if which != crate::cli::NabDetectorArg::Rcf {
-        runs.push(("discord", scores.discord));
+        runs.push(("discord", scores.discord, swept));
+        runs.push(("discord alarms", scores.discord_alarms, verdict));
     }
     if which != crate::cli::NabDetectorArg::Discord {
-        runs.push(("rcf", scores.rcf));
+        runs.push(("rcf", scores.rcf, swept));
+        runs.push(("rcf alarms", scores.rcf_alarms, verdict));
     }
     if which == crate::cli::NabDetectorArg::All {
-        runs.push(("max(discord, rcf)", fused));
+        runs.push(("max(discord, rcf)", fused, swept));
+        runs.push(("any_true(alarms)", any_true, verdict));
     }
-    let optimizer = a.threshold.map_or(Optimizer::Sweep, Optimizer::Fixed);
-    print!("{}", nab::detectors_report(&corpus, &runs, optimizer));
+    print!("{}", nab::detectors_report(&corpus, &runs));
     println!(
         "\ndiscord: m = {}, history = {}; rcf: shingle {}, other settings the operator's \
          defaults; job time {seconds:.1} s.",

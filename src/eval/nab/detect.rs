@@ -11,7 +11,8 @@
 //! the operator itself would alarm, and comparable across files because each threshold adapts
 //! to its own series. A record without a score (warm-up, or a threshold not yet armed) scores 0.
 //! `max` is the fused score of both detectors (the `any_true` of their alarms, at every NAB
-//! threshold).
+//! threshold). The operators' own verdicts are scored too: 1 where `is_anomaly` is true, else
+//! 0 (each detector's alarms, and `any_true` of both, as the quick start's filter keeps them).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -52,17 +53,29 @@ pub struct DetectorScores {
     pub discord: Vec<Vec<f64>>,
     /// `rcf`'s.
     pub rcf: Vec<Vec<f64>>,
+    /// 1 where `discord_is_anomaly` is true, else 0.
+    pub discord_alarms: Vec<Vec<f64>>,
+    /// 1 where `rcf_is_anomaly` is true, else 0.
+    pub rcf_alarms: Vec<Vec<f64>>,
 }
 
 impl DetectorScores {
-    /// The larger of the two per record (fused score).
+    /// The larger of the two scores per record (fused score).
     pub fn max(&self) -> Vec<Vec<f64>> {
-        self.discord
-            .iter()
-            .zip(&self.rcf)
-            .map(|(d, r)| d.iter().zip(r).map(|(a, b)| a.max(*b)).collect())
-            .collect()
+        pairwise(&self.discord, &self.rcf)
     }
+
+    /// 1 where either operator alarms (`any_true`), else 0.
+    pub fn any_true(&self) -> Vec<Vec<f64>> {
+        pairwise(&self.discord_alarms, &self.rcf_alarms)
+    }
+}
+
+fn pairwise(a: &[Vec<f64>], b: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.iter().zip(y).map(|(p, q)| p.max(*q)).collect())
+        .collect()
 }
 
 /// Writes the corpus as one JSON-lines input file: `{"file": name, "i": row, "x": value}`.
@@ -134,6 +147,11 @@ pub fn read_output(corpus: &NabCorpus, out: &Path) -> Result<DetectorScores, Eva
             .collect()
     };
     let (mut discord, mut rcf) = (blank(), blank());
+    let (mut discord_alarms, mut rcf_alarms) = (blank(), blank());
+    let alarm = |rec: &serde_json::Value, k: &str| {
+        let on = rec.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
+        if on { 1.0 } else { 0.0 }
+    };
     let mut paths: Vec<_> = std::fs::read_dir(out)
         .map_err(io_err(out))?
         .flatten()
@@ -165,6 +183,8 @@ pub fn read_output(corpus: &NabCorpus, out: &Path) -> Result<DetectorScores, Eva
             }
             *slot = nab_score(&rec, "discord_");
             rcf[k][row] = nab_score(&rec, "rcf_");
+            discord_alarms[k][row] = alarm(&rec, "discord_is_anomaly");
+            rcf_alarms[k][row] = alarm(&rec, "rcf_is_anomaly");
         }
     }
     for (f, scores) in corpus.files.iter().zip(&discord) {
@@ -175,5 +195,10 @@ pub fn read_output(corpus: &NabCorpus, out: &Path) -> Result<DetectorScores, Eva
             )));
         }
     }
-    Ok(DetectorScores { discord, rcf })
+    Ok(DetectorScores {
+        discord,
+        rcf,
+        discord_alarms,
+        rcf_alarms,
+    })
 }

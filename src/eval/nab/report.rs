@@ -129,17 +129,14 @@ pub fn run_nab_eval(args: &NabArgs) -> Result<String, EvalError> {
 }
 
 /// The report of osprey's detectors on NAB (`osprey eval nab --detector …`): for each named
-/// set of per-file anomaly scores, every profile at the threshold `optimizer` chooses
-/// ([`Optimizer::Sweep`] or [`Optimizer::Fixed`]).
-pub fn detectors_report(
-    corpus: &NabCorpus,
-    runs: &[(&str, Vec<Vec<f64>>)],
-    optimizer: Optimizer,
-) -> String {
+/// set of per-file anomaly scores, every profile at the threshold its optimiser chooses
+/// ([`Optimizer::Sweep`] or [`Optimizer::Fixed`]; 0/1 verdicts are scored at 1.0, since the
+/// sweep may prefer no detection at all).
+pub fn detectors_report(corpus: &NabCorpus, runs: &[(&str, Vec<Vec<f64>>, Optimizer)]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "NAB scores of osprey's detectors ({} files, optimizer: {optimizer:?})\n",
+        "NAB scores of osprey's detectors ({} files)\n",
         corpus.files.len()
     );
     let _ = writeln!(
@@ -147,9 +144,9 @@ pub fn detectors_report(
         "| detector | profile | threshold | raw score | NAB score | TP | TN | FP | FN |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
-    for (name, scores) in runs {
+    for (name, scores, optimizer) in runs {
         for profile in &corpus.profiles {
-            let threshold = choose_threshold(corpus, scores, profile, optimizer, None)
+            let threshold = choose_threshold(corpus, scores, profile, *optimizer, None)
                 .expect("sweep and fixed always choose");
             let p = score_corpus(corpus, scores, profile, threshold);
             let c = p.counts;
