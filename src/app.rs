@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::cli::{CheckpointCommand, Cli, Command, EvalCommand, RunArgs};
+use crate::cli::{CheckpointCommand, Cli, Command, EvalCommand, NabOptimizerArg, RunArgs};
 use crate::config::{JobConfig, LoadOptions, Loaded};
 use crate::metrics::Health;
 use crate::state::checkpoint::{self, Manifest};
@@ -23,6 +23,9 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Run(args) => run_command(args).await,
         Command::Validate { job, set } => return validate(&job, set),
         Command::Checkpoints { command } => checkpoints(command).await,
+        Command::Eval {
+            command: EvalCommand::Nab(a),
+        } if a.detector.is_some() => eval_nab_detectors(a).await,
         Command::Eval { command } => return eval(command),
         #[cfg(feature = "kinesis")]
         Command::Produce(args) => crate::connectors::kinesis::produce::run(args)
@@ -75,6 +78,23 @@ fn eval(command: EvalCommand) -> ExitCode {
                 },
             )
         }
+        EvalCommand::Nab(a) => match a.nab.or_else(|| shared().map(|d| d.join("nab"))) {
+            Some(nab) => eval::nab::run_nab_eval(&eval::nab::NabArgs {
+                nab,
+                results: a.results.unwrap_or_default(),
+                detector: a.detector_name,
+                optimizer: match (a.threshold, a.optimizer) {
+                    (Some(t), _) => eval::nab::Optimizer::Fixed(t),
+                    (None, NabOptimizerArg::Sweep) => eval::nab::Optimizer::Sweep,
+                    (None, NabOptimizerArg::Twiddle) => eval::nab::Optimizer::Twiddle,
+                    (None, NabOptimizerArg::Published) => eval::nab::Optimizer::Published,
+                },
+                per_file: a.per_file,
+            }),
+            None => Err(EvalError::Invalid(
+                "no NAB folder: pass --nab or set OSPREY_SHARED".into(),
+            )),
+        },
     };
     match report {
         Ok(text) => {
@@ -89,6 +109,77 @@ fn eval(command: EvalCommand) -> ExitCode {
             }
         }
     }
+}
+
+/// `osprey eval nab --detector …`: one job runs osprey's operators over the whole corpus
+/// (key = NAB file), in a scratch folder that is removed afterwards; its output is scored.
+async fn eval_nab_detectors(a: crate::cli::EvalNabArgs) -> crate::Result<()> {
+    use crate::eval;
+    use crate::eval::nab::{self, DetectorJob, NabCorpus, Optimizer};
+    let invalid = |msg: String| Error::Config(vec![crate::core::ConfigError::new("eval", msg)]);
+    let dir = a
+        .nab
+        .or_else(|| {
+            std::env::var_os("OSPREY_SHARED").map(|s| PathBuf::from(s).join("datasets/nab"))
+        })
+        .ok_or_else(|| invalid("no NAB folder: pass --nab or set OSPREY_SHARED".into()))?;
+    // A file that cannot be read is an I/O error (exit 1); anything else is the input's fault.
+    let eval_err = |e: eval::EvalError| match e {
+        eval::EvalError::Io { path, source } => Error::io("reading", path, source),
+        other => invalid(other.to_string()),
+    };
+    let corpus = NabCorpus::load(&dir).map_err(eval_err)?;
+    let work = std::env::temp_dir().join(format!("osprey-eval-nab-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| Error::io("creating", &work, e))?;
+    let input = work.join("nab.jsonl");
+    nab::write_input(&corpus, &input).map_err(eval_err)?;
+    let job = DetectorJob {
+        m: a.m,
+        history: a.history,
+        rcf_extra: format!("shingle_size = {}", a.shingle),
+        ..DetectorJob::default()
+    };
+    let text = nab::job_text(&job, &input, &work.join("out"), &work.join("state"));
+    let cfg = JobConfig::parse(&text).map_err(Error::Config)?.job;
+    let started = std::time::Instant::now();
+    let opts = RunOptions {
+        from_checkpoint: None,
+        fresh: true,
+        lock: None,
+    };
+    let result = run_job(cfg, opts, std::future::pending()).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let scores =
+        result.and_then(|_| nab::read_output(&corpus, &work.join("out")).map_err(eval_err));
+    let _ = std::fs::remove_dir_all(&work);
+    let scores = scores?;
+    let (fused, any_true) = (scores.max(), scores.any_true());
+    // Scores take NAB's threshold (or --threshold); the operators' own 0/1 verdicts are scored
+    // as they are.
+    let swept = a.threshold.map_or(Optimizer::Sweep, Optimizer::Fixed);
+    let verdict = Optimizer::Fixed(1.0);
+    let mut runs: Vec<(&str, Vec<Vec<f64>>, Optimizer)> = Vec::new();
+    let which = a.detector.expect("checked by the caller");
+    if which != crate::cli::NabDetectorArg::Rcf {
+        runs.push(("discord", scores.discord, swept));
+        runs.push(("discord alarms", scores.discord_alarms, verdict));
+    }
+    if which != crate::cli::NabDetectorArg::Discord {
+        runs.push(("rcf", scores.rcf, swept));
+        runs.push(("rcf alarms", scores.rcf_alarms, verdict));
+    }
+    if which == crate::cli::NabDetectorArg::All {
+        runs.push(("max(discord, rcf)", fused, swept));
+        runs.push(("any_true(alarms)", any_true, verdict));
+    }
+    print!("{}", nab::detectors_report(&corpus, &runs));
+    println!(
+        "\ndiscord: m = {}, history = {}; rcf: shingle {}, other settings the operator's \
+         defaults; job time {seconds:.1} s.",
+        a.m, a.history, a.shingle
+    );
+    Ok(())
 }
 
 fn validate(job: &Path, overrides: Vec<String>) -> ExitCode {

@@ -168,6 +168,68 @@ pub enum EvalCommand {
     Discord(EvalDiscordArgs),
     /// The AWS left-discords sample's stream and method side by side with osprey's detector.
     AwsSample(EvalAwsArgs),
+    /// Score a detector's per-record anomaly scores with NAB's scorer (standard,
+    /// reward_low_FP_rate, reward_low_FN_rate), normalised as on NAB's scoreboard.
+    Nab(EvalNabArgs),
+}
+
+/// How `osprey eval nab` chooses each profile's threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NabOptimizerArg {
+    /// NAB ≥ 1.0: the best of every distinct anomaly score of the corpus.
+    Sweep,
+    /// NAB before 2019: hill climbing from 0.5 (how the published thresholds were found).
+    Twiddle,
+    /// The detector's threshold in NAB's `config/thresholds.json`.
+    Published,
+}
+
+/// Which of osprey's detectors `osprey eval nab --detector` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NabDetectorArg {
+    /// The left-discord matrix profile.
+    Discord,
+    /// The Random Cut Forest.
+    Rcf,
+    /// Both, and their fused score.
+    All,
+}
+
+/// `osprey eval nab`.
+#[derive(Debug, clap::Args)]
+pub struct EvalNabArgs {
+    /// A folder of result files in NAB's layout (`<category>/<detector>_<file>.csv` with an
+    /// `anomaly_score` column), or a detector's name under `<nab>/reference-results/`.
+    #[arg(required_unless_present = "detector")]
+    pub results: Option<String>,
+    /// Instead of result files: run osprey's `discord` and `rcf` operators (one job, one key
+    /// per NAB file) and score them, each alone and fused (`max`).
+    #[arg(long, value_enum, conflicts_with = "results")]
+    pub detector: Option<NabDetectorArg>,
+    /// `discord`'s subsequence length (with `--detector`).
+    #[arg(long, default_value_t = 32)]
+    pub m: usize,
+    /// `discord`'s history in points (with `--detector`).
+    #[arg(long, default_value_t = 10_000)]
+    pub history: usize,
+    /// `rcf`'s shingle size (with `--detector`; the operator's default is 1).
+    #[arg(long, default_value_t = 1)]
+    pub shingle: usize,
+    /// The NAB folder (`data/`, `labels/`, `config/`). Default: `$OSPREY_SHARED/datasets/nab`.
+    #[arg(long)]
+    pub nab: Option<PathBuf>,
+    /// The result files' prefix. Default: the results folder's name.
+    #[arg(long)]
+    pub detector_name: Option<String>,
+    /// How each profile's threshold is chosen.
+    #[arg(long, value_enum, default_value_t = NabOptimizerArg::Sweep)]
+    pub optimizer: NabOptimizerArg,
+    /// One threshold for every profile instead of optimising.
+    #[arg(long, conflicts_with = "optimizer")]
+    pub threshold: Option<f64>,
+    /// Also print every file's score and counts.
+    #[arg(long)]
+    pub per_file: bool,
 }
 
 /// `osprey eval discord`.

@@ -26,6 +26,8 @@ mod operators;
 mod enrich_it;
 // `osprey eval`: DAMP's golden top-1 discords, the AWS sample side by side.
 mod eval;
+// `osprey eval nab`: NAB's published scores of three detectors, per file and in total.
+mod nab;
 // Kinesis source and sink against kinesis-local: shards, resharding, KPL, SIGKILL end to end.
 #[cfg(feature = "integration-tests")]
 mod kinesis_it;

@@ -36,9 +36,11 @@
 //!
 //! `datasets.rs` reads the data, `scoring.rs` runs the detector and scores it, `report.rs`
 //! writes the `osprey eval discord` report and `aws_sample.rs` reproduces the AWS sample.
+//! [`nab`] is NAB's own score (`osprey eval nab`).
 
 mod aws_sample;
 mod datasets;
+pub mod nab;
 mod report;
 mod scoring;
 
