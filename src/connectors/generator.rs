@@ -257,6 +257,10 @@ impl Source for Generator {
     fn position(&self) -> serde_json::Value {
         serde_json::json!({"next": self.next})
     }
+
+    fn progress(&self) -> Option<(u64, u64)> {
+        self.cfg.count.map(|c| (self.next.min(c), c))
+    }
 }
 
 #[cfg(test)]
