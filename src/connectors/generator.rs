@@ -296,4 +296,19 @@ mod tests {
             assert!(["OK", "WARNING", "ERROR"].contains(&v["status"].as_str().unwrap()));
         }
     }
+
+    #[tokio::test]
+    async fn progress_counts_records_of_a_known_count() {
+        let cfg: GeneratorConfig = toml::from_str("generator = \"sine\"\ncount = 250").unwrap();
+        let mut g = Generator::new(cfg);
+        assert_eq!(g.progress(), Some((0, 250)));
+        let mut seen = Vec::new();
+        while let Poll::Items(items) = g.poll(100).await.unwrap() {
+            assert!(!items.is_empty());
+            seen.push(g.progress());
+        }
+        assert_eq!(seen, [Some((100, 250)), Some((200, 250)), Some((250, 250))]);
+        let endless: GeneratorConfig = toml::from_str("generator = \"sine\"").unwrap();
+        assert_eq!(Generator::new(endless).progress(), None);
+    }
 }
