@@ -10,6 +10,8 @@ mod util;
 // The source tree's shape: layers import downwards only, no file over 600 lines.
 mod layout;
 
+// The `Checkpoint complete.` and `Progress.` log lines.
+mod progress;
 // Bad input: every bad line dead-lettered with its reason, every good record processed.
 mod pipeline;
 // SIGKILL at random moments, restart, byte-identical output; graceful SIGTERM.

@@ -257,6 +257,10 @@ impl Source for Generator {
     fn position(&self) -> serde_json::Value {
         serde_json::json!({"next": self.next})
     }
+
+    fn progress(&self) -> Option<(u64, u64)> {
+        self.cfg.count.map(|c| (self.next.min(c), c))
+    }
 }
 
 #[cfg(test)]
@@ -291,5 +295,20 @@ mod tests {
             assert!((10.0..=180.0).contains(&temp));
             assert!(["OK", "WARNING", "ERROR"].contains(&v["status"].as_str().unwrap()));
         }
+    }
+
+    #[tokio::test]
+    async fn progress_counts_records_of_a_known_count() {
+        let cfg: GeneratorConfig = toml::from_str("generator = \"sine\"\ncount = 250").unwrap();
+        let mut g = Generator::new(cfg);
+        assert_eq!(g.progress(), Some((0, 250)));
+        let mut seen = Vec::new();
+        while let Poll::Items(items) = g.poll(100).await.unwrap() {
+            assert!(!items.is_empty());
+            seen.push(g.progress());
+        }
+        assert_eq!(seen, [Some((100, 250)), Some((200, 250)), Some((250, 250))]);
+        let endless: GeneratorConfig = toml::from_str("generator = \"sine\"").unwrap();
+        assert_eq!(Generator::new(endless).progress(), None);
     }
 }

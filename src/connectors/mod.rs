@@ -136,6 +136,15 @@ pub trait Source: Send {
     fn failure(&self) -> Option<SourceFailure> {
         None
     }
+
+    /// How far a finite input is read: `Some((done, total))` in one unit of the source's
+    /// choosing (bytes for files, records for the generator), with `done <= total` and
+    /// `done == total` once everything is read; `None` when the total is not known
+    /// (streams, unbounded inputs). Cheap: the driver asks after every poll and logs a
+    /// `Progress.` line with percent done and ETA from it.
+    fn progress(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// A source's failing call (see [`Source::failure`]).

@@ -22,6 +22,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::progress::Totals;
 use super::{Ack, Fill};
 use crate::config::JobConfig;
 use crate::connectors::SinkConfig;
@@ -44,6 +45,8 @@ pub(super) struct Coordinator<'a> {
     pub acks: mpsc::Receiver<Ack>,
     pub partitions: usize,
     pub fills: Vec<Arc<Fill>>,
+    /// Totals at the previous checkpoint (or the start), for the `Checkpoint complete.` line.
+    pub last: Totals,
 }
 
 struct InFlight {
@@ -180,7 +183,7 @@ impl Coordinator<'_> {
     }
 
     async fn complete(
-        &self,
+        &mut self,
         f: &InFlight,
         position: serde_json::Value,
         records_in: u64,
@@ -252,8 +255,11 @@ impl Coordinator<'_> {
             files_reused = saved.files_reused,
             records_in,
             queued,
-            "Checkpoint complete."
+            "Checkpoint saved."
         );
+        let now = Totals::now(records_in);
+        now.log_checkpoint(&self.last, epoch, state_size, f.started.elapsed());
+        self.last = now;
         Ok(())
     }
 }

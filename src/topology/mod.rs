@@ -12,6 +12,7 @@ mod coordinator;
 mod dead_letters;
 mod fill;
 mod partition;
+mod progress;
 mod source;
 
 pub use dead_letters::{DEAD_LETTER_DATA, dead_letter_record};
@@ -431,6 +432,9 @@ pub async fn run(
         fills.push(fill);
     }
 
+    let restored_records = restore.as_ref().map_or(0, |(_, m)| m.records_in);
+    // Taken before the source starts, so the first checkpoint line counts all it reads.
+    let baseline = progress::Totals::now(restored_records);
     let driver = source::SourceDriver {
         source: src,
         parser,
@@ -444,7 +448,7 @@ pub async fn run(
         dead_letter: dead_letter.build("source", base_epoch + 1)?,
         triggers: trigger_rx,
         acks: ack_tx,
-        records: restore.as_ref().map_or(0, |(_, m)| m.records_in),
+        records: restored_records,
         component: cfg.source.type_name().to_string(),
         health: Arc::clone(&health),
         fail_after: cfg.source.spec().fail_after(),
@@ -475,6 +479,7 @@ pub async fn run(
         acks: ack_rx,
         partitions,
         fills,
+        last: baseline,
     };
     let outcome = coordinator.run(shutdown, root_token.clone()).await;
     health.ready.store(false, Ordering::Relaxed);

@@ -67,6 +67,7 @@ impl SourceDriver {
         // Since when the source has been failing without progress.
         let mut failing_since: Option<tokio::time::Instant> = None;
         let poll_size = self.batch_size * self.outputs.len();
+        let mut progress = super::progress::ProgressLog::new();
         loop {
             // Control before input: a pending barrier is injected before more records are read.
             match self.triggers.try_recv() {
@@ -88,6 +89,9 @@ impl SourceDriver {
                 continue;
             }
             let polled = self.source.poll(poll_size).await?;
+            if let Some((done, total)) = self.source.progress() {
+                progress.observe(&self.component, done, total);
+            }
             let unreadable = self.source.take_dead_letters();
             if !unreadable.is_empty() {
                 let dead: Vec<_> = unreadable.into_iter().map(|dl| (dl, None)).collect();

@@ -84,6 +84,8 @@ pub struct FileSource {
     /// A CSV header to hand out before the next data line (after a restore mid-file).
     pending_header: Option<Vec<u8>>,
     eof: bool,
+    /// Each file's size when the glob was expanded (for [`Source::progress`]).
+    sizes: Vec<u64>,
 }
 
 impl FileSource {
@@ -91,6 +93,10 @@ impl FileSource {
     pub fn new(cfg: FileSourceConfig) -> Result<Self> {
         let files = expand(&cfg.path)?;
         let max = cfg.max_record_bytes;
+        let sizes = files
+            .iter()
+            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .collect();
         Ok(FileSource {
             cfg,
             files,
@@ -102,6 +108,7 @@ impl FileSource {
             offset: 0,
             pending_header: None,
             eof: false,
+            sizes,
         })
     }
 
@@ -287,6 +294,18 @@ impl Source for FileSource {
                 serde_json::json!({"path": last, "offset": len, "done": true})
             }
         }
+    }
+
+    /// Bytes: the sizes of the files before the current one plus its offset, of all sizes.
+    fn progress(&self) -> Option<(u64, u64)> {
+        let total: u64 = self.sizes.iter().sum();
+        let before: u64 = self.sizes.iter().take(self.index).sum();
+        let done = if self.index >= self.files.len() {
+            total
+        } else {
+            before + self.offset
+        };
+        Some((done.min(total), total))
     }
 }
 
