@@ -24,9 +24,9 @@
 //! |---|---|---|---|
 //! | `file_source_survives_100k_adversarial_lines` | 14_001 | 100,000 | printed |
 //! | `stdin_source_survives_100k_adversarial_lines` | 14_002 | 100,000 | printed |
-//! | `kinesis_source_survives_adversarial_records` | 14_003 | 10,000 (`OSPREY_FUZZ_KINESIS`) | printed |
+//! | `kinesis_source_survives_adversarial_records` | 14_003 | 10,000 in the suite; 100,000 run (`OSPREY_FUZZ_KINESIS`) | 49,892 of 100,000 |
 //! | `dir_source_survives_100k_adversarial_objects` | 14_004 | 100,000 | 500 |
-//! | `s3_source_survives_adversarial_objects` | 14_005 | 10,000 (`OSPREY_FUZZ_S3`) | 500 |
+//! | `s3_source_survives_adversarial_objects` | 14_005 | 10,000 in the suite; 100,000 run (`OSPREY_FUZZ_S3`) | 500 |
 //!
 //! The two runs through local servers take 10,000 inputs in the suite, not 100,000: kinesis-local
 //! slows down with every record a stream holds (a PutRecords call takes time in proportion),
@@ -36,7 +36,12 @@
 //! `OSPREY_FUZZ_S3=100000 cargo test --features integration-tests --test integration
 //! s3_source_survives` passed in 1,188 s: 100,000 objects, 500 classified, dead letters
 //! corrupt_image 22,368, empty 12,508, not_an_image 49,761, too_large 11, too_many_pixels 14,852.
-//! The Kinesis run at 100,000 has not been made yet.
+//! `OSPREY_FUZZ_KINESIS=100000 cargo test --features integration-tests --test integration
+//! kinesis_source_survives` passed in 1,473 s on the same machine and day (about 13 minutes to
+//! put the records into kinesis-local, the rest reading them while a CI run shared the cores):
+//! 100,000 inputs, 49,892 good (all in the output once, counts without a gap), 50,108 dead
+//! letters: bad_time 7,098, invalid_utf8 3,694, malformed_json 20,212, missing_field 4,540,
+//! not_an_object 7,247, too_large 1,224, wrong_type 6,093.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
