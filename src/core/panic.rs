@@ -54,6 +54,14 @@ pub fn message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// The dead-letter message for an input whose processing by `who` panicked with `payload`.
+pub fn report(who: &str, payload: &(dyn Any + Send)) -> String {
+    format!(
+        "{who} panicked on this input: {} (a bug in osprey: please report it with this input)",
+        message(payload)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

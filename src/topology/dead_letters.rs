@@ -67,10 +67,7 @@ pub(super) fn log<'a>(component: &str, dead: impl IntoIterator<Item = &'a DeadLe
 
 /// The dead letter for `record`, whose processing by `component` panicked with `payload`.
 pub(super) fn panicked(component: &str, payload: &(dyn Any + Send), record: &Record) -> DeadLetter {
-    let message = format!(
-        "{component} panicked on this input: {} (a bug in osprey: please report it with this record)",
-        crate::core::panic::message(payload)
-    );
+    let message = crate::core::panic::report(component, payload);
     DeadLetter::of_record(crate::core::panic::INTERNAL_ERROR, message, record)
 }
 

@@ -240,10 +240,7 @@ impl SourceDriver {
         let parsed = match parsed {
             Ok(parsed) => parsed,
             Err(payload) => {
-                let message = format!(
-                    "the parser panicked on this input: {} (a bug in osprey: please report it with this record)",
-                    crate::core::panic::message(&*payload)
-                );
+                let message = crate::core::panic::report("the parser", &*payload);
                 let reason = crate::core::panic::INTERNAL_ERROR;
                 let data = lossy(&head);
                 return Some((

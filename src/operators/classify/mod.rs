@@ -316,10 +316,7 @@ impl ClassifyImage {
                     classify_one(&shared, &pre, blob.as_deref(), k)
                 }))
                 .unwrap_or_else(|payload| {
-                    let message = format!(
-                        "classifying this image panicked: {} (a bug in osprey or a decoder: please report it with this object)",
-                        crate::core::panic::message(&*payload)
-                    );
+                    let message = crate::core::panic::report("classify_image", &*payload);
                     let reason = crate::core::panic::INTERNAL_ERROR;
                     Ok((Err(Rejected { reason, message }), started.elapsed()))
                 });
